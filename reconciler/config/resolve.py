@@ -1,0 +1,118 @@
+"""Version resolution and access rules (SPEC.md section 2, Reservation). Pure.
+
+Shared by the cross-document rules (which report failures as diagnostics)
+and the desired-state compiler (which only sees configs that passed them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from reconciler.config.model import Account, Algorithm, Reservation, Version, VersionType, Visibility
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+LATEST = (VersionType.LATEST_PUBLIC, VersionType.LATEST_PRIVATE, VersionType.LATEST_COMPILED)
+RESTRICTED_TYPES = (VersionType.LATEST_PRIVATE, VersionType.LATEST_COMPILED)
+
+
+class ResolveError(Exception):
+    """A reservation does not resolve; `path` is the field to blame."""
+
+    def __init__(self, message: str, path: str = "spec.algorithm") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+def semver_key(version: str) -> tuple[object, ...]:
+    """Sort key of a semantic version with SemVer 2.0 precedence (build metadata ignored)."""
+    match = SEMVER.match(version)
+    if not match:
+        raise ValueError(f"not a semantic version: {version!r}")
+    major, minor, patch, pre = int(match[1]), int(match[2]), int(match[3]), match[4]
+    if pre is None:
+        return (major, minor, patch, 1, ())
+    ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (major, minor, patch, 0, ids)
+
+
+def may_access(caller: str, owner: str, accounts: Mapping[str, Account]) -> bool:
+    """The owner, a member of the owning organization, or the organization itself."""
+    if caller == owner:
+        return True
+    owning = accounts.get(owner)
+    return owning is not None and caller in owning.members
+
+
+def resolve_version(reservation: Reservation, algorithm: Algorithm) -> Version:
+    """The version a reservation selects, per SPEC.md's version-type table."""
+    selector = reservation.version_selector
+    vtype = reservation.version_type
+    if vtype in LATEST:
+        if selector is not None:
+            raise ResolveError(
+                f"versionType {vtype} takes no VERSION in algorithm, got {reservation.algorithm!r}"
+            )
+        if vtype is VersionType.LATEST_COMPILED:
+            candidates = list(algorithm.versions)
+            if not candidates:
+                raise ResolveError(f"algorithm {algorithm.ref} has no versions")
+            return max(candidates, key=lambda v: (v.compiled_at, v.index))
+        wanted = Visibility.PUBLIC if vtype is VersionType.LATEST_PUBLIC else Visibility.PRIVATE
+        published = [v for v in algorithm.versions if v.visibility is wanted and v.version]
+        if not published:
+            raise ResolveError(f"algorithm {algorithm.ref} has no {wanted} version")
+        return max(published, key=lambda v: semver_key(v.version or ""))
+    if selector is None:
+        raise ResolveError(
+            f"versionType {vtype} needs OWNER/NAME/VERSION in algorithm, got {reservation.algorithm!r}"
+        )
+    if vtype is VersionType.SEMANTIC:
+        if not SEMVER.match(selector):
+            raise ResolveError(f"versionType semantic needs a semantic version, got {selector!r}")
+        for version in algorithm.versions:
+            if version.version == selector and version.visibility is not Visibility.UNPUBLISHED:
+                return version
+        raise ResolveError(f"algorithm {algorithm.ref} has no published version {selector}")
+    if not COMMIT.match(selector):
+        raise ResolveError(f"versionType hash needs a 40-hex commit, got {selector!r}")
+    for version in algorithm.versions:
+        if version.commit == selector:
+            return version
+    raise ResolveError(f"algorithm {algorithm.ref} has no version with commit {selector}")
+
+
+def access_error(
+    reservation: Reservation, algorithm: Algorithm, version: Version,
+    accounts: Mapping[str, Account],
+) -> str | None:
+    """Why the caller may not reserve this version, or None when it may."""
+    if may_access(reservation.caller, algorithm.owner, accounts):
+        return None
+    if reservation.version_type in RESTRICTED_TYPES:
+        return (
+            f"caller {reservation.caller} may not use versionType {reservation.version_type}: "
+            f"only {algorithm.owner} and its members may"
+        )
+    if version.visibility is not Visibility.PUBLIC:
+        return (
+            f"caller {reservation.caller} may not reserve {version.visibility} version "
+            f"{version.version or version.commit} of {algorithm.ref}: "
+            f"only {algorithm.owner} and its members may"
+        )
+    return None
+
+
+def find_version(algorithm: Algorithm, selector: str) -> Version | None:
+    """A version by semantic version or commit (CapacityLimit's algorithm scope)."""
+    for version in algorithm.versions:
+        if selector in (version.version, version.commit):
+            return version
+    return None

@@ -1,0 +1,215 @@
+"""The Plan value: ordered actions, fingerprint, summary, diagnostics.
+
+A Plan is immutable and self-contained: its JSON form (formatVersion 1,
+SPEC.md section 5) carries every object an action writes, so
+`apply --plan FILE` needs nothing but the file and the live state.
+Renderers are computed from `Plan.to_json()`, never from the object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.errors import Diagnostic, Severity
+from reconciler.states import Quota, ResourceKind, Tenant, WarmPool
+
+FORMAT_VERSION = 1
+
+
+class Op(StrEnum):
+    CREATE = "create"
+    SCALE = "scale"  # replicas changed
+    RELOAD = "reload"  # the version's model path or digest changed
+    UPDATE = "update"  # image, resources, processor or entrypoint changed
+    DELETE = "delete"
+
+
+OPS = tuple(Op)
+
+Resource = Tenant | Quota | WarmPool
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field that differs: `path` is the field's name in the JSON form."""
+
+    path: str
+    before: Any
+    after: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One step of a plan. `before` is the live object (None on create),
+    `after` the desired one (None on delete). A delete with `wait_for` set is
+    the old side of a version move: it runs only once pool `wait_for` is ready
+    (make-before-break); when that does not happen in time it is deferred."""
+
+    op: Op
+    kind: ResourceKind
+    id: str
+    before: Resource | None = None
+    after: Resource | None = None
+    reason: str = ""
+    changes: tuple[Change, ...] = ()
+    wait_for: str | None = None
+
+    @property
+    def obj(self) -> Resource:
+        """The object acted on: the desired one, or the live one for a delete."""
+        target = self.after if self.after is not None else self.before
+        assert target is not None, "an action has a before or an after"
+        return target
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"op": str(self.op), "kind": str(self.kind), "id": self.id}
+        pool = self.obj
+        if isinstance(pool, WarmPool):
+            before = self.before.replicas if isinstance(self.before, WarmPool) else None
+            after = self.after.replicas if isinstance(self.after, WarmPool) else None
+            data.update(
+                caller=pool.caller,
+                algorithm=pool.algorithm,
+                version=pool.version,
+                commit=pool.commit,
+                replicas={"before": before, "after": after},
+            )
+        elif isinstance(pool, Tenant | Quota):
+            data["account"] = pool.account
+        data["reason"] = self.reason
+        data["changes"] = [change.to_json() for change in self.changes]
+        if self.wait_for:
+            data["waitFor"] = self.wait_for
+        data["object"] = {
+            "before": _resource_json(self.before),
+            "after": _resource_json(self.after),
+        }
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Action:
+        kind = ResourceKind(data["kind"])
+        objects = data.get("object") or {}
+        return cls(
+            op=Op(data["op"]),
+            kind=kind,
+            id=data["id"],
+            before=_resource_from_json(kind, objects.get("before")),
+            after=_resource_from_json(kind, objects.get("after")),
+            reason=data.get("reason", ""),
+            changes=tuple(
+                Change(c["path"], c.get("before"), c.get("after")) for c in data.get("changes", ())
+            ),
+            wait_for=data.get("waitFor"),
+        )
+
+
+def _resource_json(resource: Resource | None) -> dict[str, Any] | None:
+    if resource is None:
+        return None
+    if isinstance(resource, WarmPool):
+        return resource.to_json()
+    if isinstance(resource, Tenant):
+        return {"account": resource.account, "type": resource.type}
+    return {
+        "account": resource.account,
+        "max_engines": resource.max_engines,
+        "max_gpus": resource.max_gpus,
+        "source": resource.source,
+    }
+
+
+def _resource_from_json(kind: ResourceKind, data: Mapping[str, Any] | None) -> Resource | None:
+    if data is None:
+        return None
+    if kind is ResourceKind.WARM_POOL:
+        return WarmPool.from_json(data)
+    if kind is ResourceKind.TENANT:
+        return Tenant(**data)
+    return Quota(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do to make the live state match the desired state.
+
+    `applyable` is False when the plan has errors (capacity, safety). The
+    fingerprint hashes the desired state and the observed live revision, so a
+    plan file is refused once the live state has moved on."""
+
+    runtime: str
+    fingerprint: str
+    actions: tuple[Action, ...] = ()
+    errors: tuple[Diagnostic, ...] = ()
+    warnings: tuple[Diagnostic, ...] = ()
+    source_path: str = ""
+    source_commit: str | None = None
+    live_revision: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)  # e.g. allowMassDelete
+
+    @property
+    def applyable(self) -> bool:
+        return not self.errors
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {str(op): 0 for op in Op}
+        for action in self.actions:
+            counts[str(action.op)] += 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "formatVersion": FORMAT_VERSION,
+            "source": {"path": self.source_path, "commit": self.source_commit},
+            "runtime": self.runtime,
+            "fingerprint": self.fingerprint,
+            "liveRevision": self.live_revision,
+            "applyable": self.applyable,
+            "options": dict(self.options),
+            "summary": self.summary,
+            "actions": [action.to_json() for action in self.actions],
+            "errors": [d.to_json() for d in self.errors],
+            "warnings": [d.to_json() for d in self.warnings],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        if data.get("formatVersion") != FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported plan formatVersion {data.get('formatVersion')!r}, "
+                f"expected {FORMAT_VERSION}"
+            )
+        source = data.get("source") or {}
+        return cls(
+            runtime=data["runtime"],
+            fingerprint=data["fingerprint"],
+            actions=tuple(Action.from_json(a) for a in data.get("actions", ())),
+            errors=tuple(_diagnostic_from_json(d) for d in data.get("errors", ())),
+            warnings=tuple(_diagnostic_from_json(d) for d in data.get("warnings", ())),
+            source_path=source.get("path", ""),
+            source_commit=source.get("commit"),
+            live_revision=data.get("liveRevision", ""),
+            options=dict(data.get("options") or {}),
+        )
+
+
+def _diagnostic_from_json(data: Mapping[str, Any]) -> Diagnostic:
+    return Diagnostic(
+        message=data["message"],
+        file=data.get("file") or "",
+        line=data.get("line") or 0,
+        col=data.get("col") or 0,
+        path=data.get("path") or "",
+        severity=Severity(data.get("severity", "error")),
+    )

@@ -1,0 +1,165 @@
+"""State values shared by the pipeline and the runtimes.
+
+`DesiredState` is what the config compiles to; `LiveState` is what a runtime
+observes, in the same shapes plus status and a revision token. Both are
+immutable. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+
+class ResourceKind(StrEnum):
+    TENANT = "Tenant"
+    QUOTA = "Quota"
+    WARM_POOL = "WarmPool"
+
+
+def pool_id(caller: str, owner: str, name: str, commit: str) -> str:
+    """The identity of a warm pool: (caller, OWNER/NAME, resolved commit).
+    Names cannot hold dots, so the id is unambiguous and readable."""
+    return f"{caller}.{owner}.{name}.{commit[:12]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A calling account's space on the runtime (a namespace on Kubernetes)."""
+
+    account: str
+    type: str = "user"  # user | organization
+
+    @property
+    def id(self) -> str:
+        return self.account
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """An account CapacityLimit, enforced by the runtime too."""
+
+    account: str
+    max_engines: int
+    max_gpus: int | None = None
+    source: str = ""  # the CapacityLimit's name (display only)
+
+    @property
+    def id(self) -> str:
+        return self.account
+
+
+@dataclass(frozen=True, slots=True)
+class WarmPool:
+    """Warm replicas of one algorithm version kept for one caller."""
+
+    id: str
+    caller: str
+    owner: str
+    name: str
+    commit: str
+    version: str | None  # None for an unpublished version
+    replicas: int
+    processor: str  # cpu | gpu
+    cpu: str  # per replica, Kubernetes quantity
+    memory: str  # per replica, Kubernetes quantity
+    gpu: int  # per replica
+    image: str
+    entrypoint: str  # MODULE:FUNCTION
+    model_path: str  # data://OWNER/COLLECTION/FILE
+    model_digest: str  # sha256:<hex>
+    visibility: str = "public"
+    sources: tuple[str, ...] = ()  # reservation names; "CapacityLimit/NAME" for minimum capacity
+    reason: str = ""  # display only: why the pool exists
+
+    @property
+    def algorithm(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["sources"] = list(self.sources)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WarmPool:
+        values = dict(data)
+        values["sources"] = tuple(values.get("sources") or ())
+        return cls(**values)
+
+
+# Which WarmPool fields a change in means which plan op. Other fields
+# (version, visibility, sources, reason) are display only and never diffed.
+SCALE_FIELDS = ("replicas",)
+RELOAD_FIELDS = ("model_path", "model_digest")
+UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint")
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    tenants: tuple[Tenant, ...] = ()
+    quotas: tuple[Quota, ...] = ()
+    pools: tuple[WarmPool, ...] = ()
+
+    def pool(self, pool_id_: str) -> WarmPool | None:
+        return next((p for p in self.pools if p.id == pool_id_), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """One running replica: a pid on the local runtime, a pod name on Kubernetes."""
+
+    id: str
+    state: str  # starting | warming | ready | failed | stopping
+    model_digest: str | None = None
+    started_at: str | None = None  # RFC 3339
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    ready: int = 0
+    error: str | None = None
+    replicas: tuple[ReplicaStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What a runtime holds now: only objects the reconciler created.
+
+    `revision` changes whenever any of it changes; plans record it in their
+    fingerprint so that a stale plan file is refused."""
+
+    tenants: tuple[Tenant, ...] = ()
+    quotas: tuple[Quota, ...] = ()
+    pools: tuple[WarmPool, ...] = ()
+    status: Mapping[str, PoolStatus] = field(default_factory=lambda: MappingProxyType({}))
+    revision: str = "0"
+
+    def pool(self, pool_id_: str) -> WarmPool | None:
+        return next((p for p in self.pools if p.id == pool_id_), None)
+
+    def ready(self, pool_id_: str) -> int:
+        status = self.status.get(pool_id_)
+        return status.ready if status else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A place replicas run, with allocatable capacity. A node with gpu > 0 is a gpu node."""
+
+    name: str
+    cpu_millis: int
+    memory_bytes: int
+    pods: int
+    gpu: int = 0
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    emulated_gpu: bool = False  # local runtime: a declared gpu node with no real GPU
+
+    @property
+    def processor(self) -> str:
+        return "gpu" if self.gpu > 0 else "cpu"
