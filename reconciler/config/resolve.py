@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
-from reconciler.config.model import Account, Algorithm, Reservation, Version, VersionType, Visibility
+from reconciler.config.model import (
+    Account,
+    Algorithm,
+    Config,
+    Reservation,
+    Version,
+    VersionType,
+    Visibility,
+)
 
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -72,7 +81,8 @@ def resolve_version(reservation: Reservation, algorithm: Algorithm) -> Version:
         return max(published, key=lambda v: semver_key(v.version or ""))
     if selector is None:
         raise ResolveError(
-            f"versionType {vtype} needs OWNER/NAME/VERSION in algorithm, got {reservation.algorithm!r}"
+            f"versionType {vtype} needs OWNER/NAME/VERSION in algorithm, "
+            f"got {reservation.algorithm!r}"
         )
     if vtype is VersionType.SEMANTIC:
         if not SEMVER.match(selector):
@@ -116,3 +126,71 @@ def find_version(algorithm: Algorithm, selector: str) -> Version | None:
         if selector in (version.version, version.commit):
             return version
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCount:
+    """How many warm replicas one (caller, OWNER/NAME, commit) gets, and why."""
+
+    caller: str
+    algorithm: Algorithm
+    version: Version
+    replicas: int
+    sources: tuple[str, ...]  # reservation names, then "CapacityLimit/NAME" for a minimum
+    reasons: tuple[str, ...]  # one human reason per source
+
+
+PoolKey = tuple[str, str, str]  # (caller, OWNER/NAME, commit)
+
+
+def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
+    """Count reservations into warm pools: the one place that does so.
+
+    Reservations resolving to the same (caller, OWNER/NAME, commit) add up; a
+    version's minimumParallelCapacity raises (or adds) the owner's pool to at
+    least that many replicas. Reservations that do not resolve, or that the
+    caller may not make, are skipped: the rules report them. Pure.
+    """
+    pools: dict[PoolKey, PoolCount] = {}
+    for reservation in sorted(config.reservations.values(), key=lambda r: r.name):
+        algorithm = config.algorithms.get(reservation.algorithm_ref)
+        if algorithm is None or reservation.caller not in config.accounts:
+            continue
+        try:
+            version = resolve_version(reservation, algorithm)
+        except ResolveError:
+            continue
+        if access_error(reservation, algorithm, version, config.accounts):
+            continue
+        label = version.version or version.commit[:12]
+        reason = f"reservation {reservation.name} ({reservation.version_type} -> {label})"
+        key = (reservation.caller, algorithm.ref, version.commit)
+        known = pools.get(key)
+        if known is None:
+            pools[key] = PoolCount(reservation.caller, algorithm, version, reservation.replicas,
+                                   (reservation.name,), (reason,))
+        else:
+            pools[key] = replace(known, replicas=known.replicas + reservation.replicas,
+                                 sources=known.sources + (reservation.name,),
+                                 reasons=known.reasons + (reason,))
+    for limit in sorted(config.limits.values(), key=lambda lim: lim.name):
+        if not limit.algorithm or not limit.minimum_parallel_capacity:
+            continue
+        owner, _, rest = limit.algorithm.partition("/")
+        name, _, selector = rest.partition("/")
+        algorithm = config.algorithms.get(f"{owner}/{name}")
+        version = find_version(algorithm, selector) if algorithm else None
+        if algorithm is None or version is None or algorithm.owner not in config.accounts:
+            continue
+        minimum = limit.minimum_parallel_capacity
+        key = (algorithm.owner, algorithm.ref, version.commit)
+        reason = f"capacity limit {limit.name} (minimumParallelCapacity {minimum})"
+        known = pools.get(key)
+        if known is None:
+            pools[key] = PoolCount(algorithm.owner, algorithm, version, minimum,
+                                   (f"CapacityLimit/{limit.name}",), (reason,))
+        elif known.replicas < minimum:
+            pools[key] = replace(known, replicas=minimum,
+                                 sources=known.sources + (f"CapacityLimit/{limit.name}",),
+                                 reasons=known.reasons + (reason,))
+    return pools

@@ -12,16 +12,17 @@ from reconciler.states import DesiredState, LiveState, Node
 def make_plan(
     desired: DesiredState,
     live: LiveState,
-    nodes: Sequence[Node],
+    nodes: Sequence[Node] | None,
     *,
     runtime: str,
-    safety: Safety = Safety(),
+    safety: Safety | None = None,  # None: the defaults (10 deletions, 50 %)
     source_path: str = "",
     source_commit: str | None = None,
     allow_mass_delete: bool = False,
     allow_reduced_capacity: bool = False,
 ) -> Plan:
-    """Diff, order, place on nodes, apply safety limits. Never raises for a
+    """Diff, order, place on nodes (skipped when `nodes` is None, as in `diff`
+    between two commits), apply safety limits. Never raises for a
     refused plan: errors go into Plan.errors (Plan.applyable is then False)."""
     raise NotImplementedError
 

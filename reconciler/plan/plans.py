@@ -49,7 +49,10 @@ class Action:
     """One step of a plan. `before` is the live object (None on create),
     `after` the desired one (None on delete). A delete with `wait_for` set is
     the old side of a version move: it runs only once pool `wait_for` is ready
-    (make-before-break); when that does not happen in time it is deferred."""
+    (make-before-break); when that does not happen in time it is deferred.
+    `in_place` (only with --allow-reduced-capacity): the transient surge of a
+    move or rolling reload does not fit the nodes, so replace replicas in
+    place, keeping replicas-1 warm."""
 
     op: Op
     kind: ResourceKind
@@ -59,6 +62,7 @@ class Action:
     reason: str = ""
     changes: tuple[Change, ...] = ()
     wait_for: str | None = None
+    in_place: bool = False  # the surge does not fit: replace in place keeping replicas-1 warm
 
     @property
     def obj(self) -> Resource:
@@ -86,6 +90,8 @@ class Action:
         data["changes"] = [change.to_json() for change in self.changes]
         if self.wait_for:
             data["waitFor"] = self.wait_for
+        if self.in_place:
+            data["inPlace"] = True
         data["object"] = {
             "before": _resource_json(self.before),
             "after": _resource_json(self.after),
@@ -107,6 +113,7 @@ class Action:
                 Change(c["path"], c.get("before"), c.get("after")) for c in data.get("changes", ())
             ),
             wait_for=data.get("waitFor"),
+            in_place=bool(data.get("inPlace", False)),
         )
 
 
