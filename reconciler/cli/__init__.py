@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Any
-
 import click
 
 from reconciler import __version__
@@ -67,9 +65,11 @@ def cli() -> None:
     """
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit. With standalone_mode=False click *returns* the exit
+    code of `ctx.exit(code)` / `Exit(code)`, so it is passed on here."""
     try:
-        return cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -89,3 +89,4 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,12 +1,33 @@
-"""STUB (issue 3 replaces this): build the Plan value."""
+"""Build the Plan value: diff, version moves, capacity, safety, ordering. Pure.
+
+The steps, each in its own module:
+  diff.py         pair desired with live, one action per differing pair
+  order.py        mark version moves (make-before-break), one total order
+  capacity.py     quotas, placement on nodes, transient surge
+  safety.py       mass-delete limits
+  fingerprint.py  the plan's fingerprint and the staleness check
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from reconciler.config.model import Safety
-from reconciler.plan.plans import Plan
-from reconciler.states import DesiredState, LiveState, Node
+from reconciler.plan import diff, order
+from reconciler.plan.capacity import check_capacity, quota_errors
+from reconciler.plan.fingerprint import check_fresh, fingerprint
+from reconciler.plan.plans import Action, Plan
+from reconciler.plan.safety import check_safety
+from reconciler.states import DesiredState, LiveState, Node, ResourceKind
+
+__all__ = ["check_fresh", "fingerprint", "make_plan", "plan_actions"]
+
+
+def plan_actions(desired: DesiredState, live: LiveState) -> tuple[Action, ...]:
+    """The ordered actions that turn `live` into `desired`, before any checks."""
+    actions = diff.actions_for(diff.pair(desired, live))
+    return order.order(order.mark_moves(actions, desired.pools))
 
 
 def make_plan(
@@ -24,14 +45,35 @@ def make_plan(
     """Diff, order, place on nodes (skipped when `nodes` is None, as in `diff`
     between two commits), apply safety limits. Never raises for a
     refused plan: errors go into Plan.errors (Plan.applyable is then False)."""
-    raise NotImplementedError
+    actions = plan_actions(desired, live)
+    errors = quota_errors(desired)
+    warnings = []
+    if nodes is not None:
+        report = check_capacity(desired, actions, nodes,
+                                allow_reduced_capacity=allow_reduced_capacity)
+        errors += report.errors
+        warnings += report.warnings
+        if report.in_place:
+            actions = tuple(_in_place(a, report.in_place) for a in actions)
+    safety_errors, safety_warnings = check_safety(desired, live, actions, safety or Safety(),
+                                                  allow_mass_delete=allow_mass_delete)
+    errors += safety_errors
+    warnings += safety_warnings
+    return Plan(
+        runtime=runtime,
+        fingerprint=fingerprint(desired, live.revision),
+        actions=actions,
+        errors=tuple(errors),
+        warnings=tuple(warnings),
+        source_path=source_path,
+        source_commit=source_commit,
+        live_revision=live.revision,
+        options={"allowMassDelete": allow_mass_delete,
+                 "allowReducedCapacity": allow_reduced_capacity},
+    )
 
 
-def fingerprint(desired: DesiredState, live_revision: str) -> str:
-    """Stable hash of the desired state and the observed live revision."""
-    raise NotImplementedError
-
-
-def check_fresh(plan: Plan, live: LiveState) -> None:
-    """Raise StalePlan (saying what changed) when `live` no longer matches the plan."""
-    raise NotImplementedError
+def _in_place(action: Action, ids: set[str]) -> Action:
+    if action.kind is ResourceKind.WARM_POOL and action.id in ids:
+        return dataclasses.replace(action, in_place=True)
+    return action

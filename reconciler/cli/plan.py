@@ -1,0 +1,120 @@
+"""`reconciler plan`: show what apply would change on the runtime.
+
+Exit codes: 0 no changes (or changes without --detailed-exitcode); 2 changes
+with --detailed-exitcode; 1 invalid config or a refused plan (its errors are
+printed). `--out FILE` writes the JSON plan file that `apply --plan FILE`
+applies, whatever `--format` prints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli import options
+from reconciler.errors import ReconcilerError
+from reconciler.plan.plans import Plan
+
+FORMATS = ("text", "markdown", "json")
+
+
+def cache_dir_for(no_cache: bool) -> Path | None:
+    """The on-disk cache of parsed documents (None with --no-cache or when unavailable)."""
+    if no_cache:
+        return None
+    try:
+        from reconciler.config.cache import default_cache_dir
+    except ImportError:
+        return None
+    return default_cache_dir()  # type: ignore[no-any-return]
+
+
+def use_color() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def print_plan(plan: Plan, fmt: str, data: dict[str, Any] | None = None) -> None:
+    """Print the plan in one of FORMATS; markdown parts are separated by a marker line.
+    `data`: the plan's JSON form, when already made (every view is rendered from it)."""
+    from reconciler.plan import render
+
+    data = plan.to_json() if data is None else data
+    if fmt == "json":
+        click.echo(render.render_json(data))
+    elif fmt == "markdown":
+        parts = render.render_markdown(data)
+        for number, part in enumerate(parts, start=1):
+            if len(parts) > 1:
+                click.echo(f"<!-- reconciler: part {number} of {len(parts)} -->")
+            click.echo(part)
+    else:
+        click.echo(render.render_text(data, color=use_color()), color=use_color())
+    if fmt != "text" and plan.errors:
+        for error in plan.errors:
+            click.echo(f"error: {error.message}", err=True)
+
+
+def exit_code(plan: Plan, detailed: bool) -> int:
+    if plan.errors:
+        return 1
+    if detailed and plan.actions:
+        return 2
+    return 0
+
+
+@click.command("plan")
+@options.config_dir_argument
+@options.runtime_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="text for people, markdown for a pull-request comment, json for tools.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON plan file for `apply --plan`.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when the plan has changes (0: none, 1: error).")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Allow deleting more warm pools than Settings.safety permits.")
+@click.option("--allow-reduced-capacity", is_flag=True,
+              help="When a move or rolling reload has no room for its surge, replace in "
+                   "place keeping replicas-1 warm instead of refusing.")
+@click.option("--no-cache", is_flag=True, help="Parse and validate every file again.")
+def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: Path | None,
+            kube_context: str | None, fmt: str, out: Path | None, detailed_exitcode: bool,
+            allow_mass_delete: bool, allow_reduced_capacity: bool, no_cache: bool) -> None:
+    """Show what apply would change on the runtime.
+
+    Loads and validates CONFIG_DIR (default: the current directory), compiles
+    it, observes the runtime and prints the plan: + create, ~ scale / reload /
+    update, - delete, with the reason for each. Nothing is changed.
+
+    Exit codes: 0 no changes (or changes without --detailed-exitcode);
+    2 changes (with --detailed-exitcode); 1 invalid config or refused plan.
+    """
+    from reconciler.config.loader import load_config
+    from reconciler.pipeline import plan_config, write_plan_file
+    from reconciler.runtimes import open_runtime
+
+    config = load_config(config_dir, cache_dir=cache_dir_for(no_cache))
+    try:
+        target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
+                              settings=config.settings, kubeconfig=kubeconfig,
+                              context=kube_context)
+    except ImportError as exc:
+        raise ReconcilerError(f"the {runtime} runtime is not available: {exc}") from None
+    try:
+        planned = plan_config(config_dir, target, config=config,
+                              allow_mass_delete=allow_mass_delete,
+                              allow_reduced_capacity=allow_reduced_capacity)
+    finally:
+        target.close()
+    data = planned.plan.to_json()
+    if out is not None:
+        write_plan_file(planned.plan, out, data=data)
+    print_plan(planned.plan, fmt, data)
+    code = exit_code(planned.plan, detailed_exitcode)
+    if code:
+        sys.exit(code)  # not click's Exit: `python -m reconciler` ignores main()'s return value

@@ -1,0 +1,125 @@
+"""Golden tests of the three renderers, and the markdown split.
+
+Regenerate the golden files after an intended change with
+`UPDATE_GOLDEN=1 .venv/bin/pytest tests/plan/test_render.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from plan.builders import big_nodes, desired_of, digest_of, live_of, node, pool
+from reconciler.plan import make_plan
+from reconciler.plan.render import render_json, render_markdown, render_text
+from reconciler.states import LiveState, Quota, Tenant
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def empty_plan():
+    desired = desired_of(pool("alice"))
+    return make_plan(desired, live_of(desired), big_nodes(), runtime="local",
+                     source_path="config", source_commit="0123456789abcdef0123")
+
+
+def create_plan():
+    desired = desired_of(pool("alice", replicas=2), pool("bob", "acme/vision", "2.0.0"),
+                         quotas=(Quota("alice", 4, None, "alice-capacity"),))
+    return make_plan(desired, LiveState(revision="7"), big_nodes(), runtime="local",
+                     source_path="config")
+
+
+def mixed_plan():
+    live = live_of(desired_of(
+        pool("alice", version="1.2.0", replicas=2), pool("bob", replicas=3),
+        pool("carol", replicas=1), pool("dave", "acme/vision"), pool("erin", replicas=2),
+        pool("frank"), quotas=(Quota("alice", 4, None, "alice-capacity"),)))
+    desired = desired_of(
+        pool("alice", version="1.3.0", replicas=2), pool("bob", replicas=1),
+        pool("carol", replicas=4), pool("dave", "acme/vision", model_digest=digest_of("m2")),
+        pool("erin", replicas=2, image="registry.example/img:2", memory="1Gi"), pool("frank"),
+        quotas=(Quota("alice", 6, 2, "alice-capacity"),))
+    desired = desired.__class__(desired.tenants + (Tenant("gina", "organization"),),
+                                desired.quotas, desired.pools)
+    return make_plan(desired, live, big_nodes(), runtime="kubernetes", source_path="repo",
+                     source_commit="feedfacecafe00000000")
+
+
+def refused_plan():
+    live = live_of(desired_of(pool("alice", replicas=2), pool("bob", replicas=2),
+                              pool("carol")))
+    desired = desired_of(pool("alice", replicas=2, model_digest=digest_of("m2")),
+                         pool("bob", "acme/vision", processor="gpu", gpu=2, replicas=3))
+    return make_plan(desired, live, [node("cpu", cpu="2"), node("gpu", gpu=4)],
+                     runtime="local", source_path="config")
+
+
+PLANS = {"empty": empty_plan, "create": create_plan, "mixed": mixed_plan,
+         "refused": refused_plan}
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_text_golden(name):
+    check_golden(f"{name}.txt", render_text(PLANS[name]().to_json(), color=False) + "\n")
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_markdown_golden(name):
+    parts = render_markdown(PLANS[name]().to_json())
+    assert len(parts) == 1
+    check_golden(f"{name}.md", parts[0] + "\n")
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_json_golden(name):
+    text = render_json(PLANS[name]().to_json())
+    check_golden(f"{name}.json", text + "\n")
+    assert json.loads(text)["formatVersion"] == 1
+
+
+def test_text_colour_is_opt_in():
+    data = mixed_plan().to_json()
+    plain = render_text(data, color=False)
+    coloured = render_text(data, color=True)
+    assert "\x1b[" not in plain and "\x1b[" in coloured
+    assert "\x1b[32m+ create WarmPool" in coloured and "\x1b[31m- delete" in coloured
+
+
+def test_refused_plan_lists_errors_in_red():
+    coloured = render_text(refused_plan().to_json(), color=True)
+    assert "\x1b[1;31mError: pool" in coloured
+
+
+def test_markdown_splits_into_parts_under_the_limit():
+    pools = [pool(f"caller{i:04d}", replicas=2, reason="reservation " + "x" * 80)
+             for i in range(2000)]
+    data = make_plan(desired_of(*pools), LiveState(), big_nodes(), runtime="local").to_json()
+    parts = render_markdown(data)
+    assert len(parts) > 1
+    assert all(len(part) < 65_000 for part in parts)
+    assert "| create | scale | reload | update | delete |" in parts[0]
+    assert all("<details><summary>Details (4000 actions), part" in p for p in parts)
+    everything = "\n".join(parts)
+    assert all(p.id in everything for p in pools)
+    assert f"part {len(parts)} of {len(parts)}" in parts[-1]
+
+
+def test_markdown_split_with_a_tiny_limit_keeps_every_action():
+    data = mixed_plan().to_json()
+    parts = render_markdown(data, limit=1500)
+    assert all(len(part) < 1500 for part in parts)
+    for action in data["actions"]:
+        assert any(action["id"] in part for part in parts)
