@@ -1,1 +1,235 @@
-"""STUB (issue 4 replaces this): execute a Plan on a Runtime."""
+"""Execute a Plan on any Runtime: plan order, make-before-break, retries, journal.
+
+One result type for every action, as Flux's ChangeSet: a `ChangeEntry` with an
+outcome (created, configured, deleted, deferred, failed, skipped, unchanged).
+
+- The old side of a version move (a delete with `wait_for`) runs only once
+  the new pool is ready (runtime.wait_ready, within the remaining
+  --wait-timeout). If it is not, the delete is *deferred*: the old pool keeps
+  serving, the result says so, and the next apply completes it. Not a failure.
+- A retryable RuntimeFault is retried with capped exponential backoff; a
+  non-retryable one fails that action, skips the actions that depend on it
+  (the same object, a delete waiting for that pool, the pools and quota of a
+  tenant that failed) and lets the rest continue.
+- execute() works on any Runtime; the audit history (LocalRuntime.record_apply)
+  is the caller's business.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from reconciler.apply_journal import Journal, now
+from reconciler.errors import PlanRefused, ReconcilerError, RuntimeFault
+from reconciler.plan.plans import Action, Op, Plan
+from reconciler.runtimes.base import NotReady, Runtime
+from reconciler.states import Quota, ResourceKind, WarmPool
+
+FIRST_DELAY = 0.2
+MAX_DELAY = 5.0
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    CONFIGURED = "configured"
+    DELETED = "deleted"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNCHANGED = "unchanged"
+
+
+DONE_OUTCOME = {Op.CREATE: Outcome.CREATED, Op.DELETE: Outcome.DELETED}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEntry:
+    action_id: str
+    kind: str
+    op: str
+    outcome: Outcome
+    message: str = ""
+    attempts: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.action_id, "kind": self.kind, "op": self.op,
+                "outcome": str(self.outcome), "message": self.message,
+                "attempts": self.attempts, "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    entries: tuple[ChangeEntry, ...]
+    fingerprint: str
+    started_at: str
+    finished_at: str
+    resumed: str | None = None  # what the journal said about an interrupted earlier run
+
+    @property
+    def failed(self) -> tuple[ChangeEntry, ...]:
+        return tuple(e for e in self.entries if e.outcome is Outcome.FAILED)
+
+    @property
+    def deferred(self) -> tuple[ChangeEntry, ...]:
+        return tuple(e for e in self.entries if e.outcome is Outcome.DEFERRED)
+
+    @property
+    def ok(self) -> bool:
+        """No action failed. Deferred deletes are not failures: the old pool keeps serving."""
+        return not self.failed
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {str(outcome): 0 for outcome in Outcome}
+        for entry in self.entries:
+            counts[str(entry.outcome)] += 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "startedAt": self.started_at,
+                "finishedAt": self.finished_at, "ok": self.ok, "resumed": self.resumed,
+                "summary": self.counts, "entries": [e.to_json() for e in self.entries]}
+
+
+def action_key(index: int, action: Action) -> str:
+    """An action's identity within one plan (the journal's key)."""
+    return f"{index}:{action.kind}/{action.id}:{action.op}"
+
+
+def execute(plan: Plan, runtime: Runtime, *, wait_timeout: float = 300.0,
+            journal_dir: Path | None = None,
+            progress: Callable[[ChangeEntry], None] | None = None,
+            max_attempts: int = 5,
+            notice: Callable[[str], None] | None = None) -> ApplyResult:
+    """Run the plan's actions in order; see the module docstring for the rules.
+    Raises PlanRefused for a plan that is not applyable (nothing is touched)."""
+    if not plan.applyable:
+        reasons = "; ".join(str(d) for d in plan.errors[:3])
+        raise PlanRefused(f"the plan is refused and was not applied: {reasons}")
+    started, deadline = now(), time.monotonic() + wait_timeout
+    journal = Journal(journal_dir) if journal_dir is not None else None
+    resumed, already = _resume(journal, plan)
+    entries: list[ChangeEntry] = []
+    failed: list[Action] = []
+
+    def record(entry: ChangeEntry) -> None:
+        entries.append(entry)
+        if progress is not None:
+            progress(entry)
+
+    for index, action in enumerate(plan.actions):
+        key = action_key(index, action)
+        if key in already:
+            record(_entry(action, Outcome.UNCHANGED, "already applied by the interrupted run"))
+            continue
+        blocker = _blocked_by(action, failed)
+        if blocker is not None:
+            record(_entry(action, Outcome.SKIPPED,
+                          f"skipped: {blocker.kind} {blocker.id} failed"))
+            continue
+        if journal:
+            journal.event("started", action=key)
+        entry = _run_one(plan, action, runtime, deadline, max_attempts, notice)
+        if entry.outcome is Outcome.FAILED:
+            failed.append(action)
+            if journal:
+                journal.event("failed", action=key, message=entry.message)
+        elif journal:
+            journal.event("done", action=key, outcome=str(entry.outcome))
+        record(entry)
+    result = ApplyResult(tuple(entries), plan.fingerprint, started, now(), resumed)
+    if journal:
+        journal.event("end", ok=result.ok, summary=result.counts)
+    return result
+
+
+def _resume(journal: Journal | None, plan: Plan) -> tuple[str | None, set[str]]:
+    """Report an interrupted run; reuse its completed actions when it ran this same plan."""
+    if journal is None:
+        return None, set()
+    last = journal.last_run()
+    carried: list[str] = []
+    message = None
+    if last is not None and not last.finished:
+        message = (f"resuming: the last apply of plan {last.fingerprint[:12]} (started "
+                   f"{last.started_at}) stopped after {len(last.done)} of {last.total} actions")
+        if last.fingerprint == plan.fingerprint:
+            carried = last.done
+    journal.begin(plan.fingerprint, len(plan.actions), carried)
+    return message, set(carried)
+
+
+def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
+             max_attempts: int, notice: Callable[[str], None] | None) -> ChangeEntry:
+    began = time.monotonic()
+    if action.op is Op.DELETE and action.wait_for:
+        want = _desired_replicas(plan, runtime, action.wait_for)
+        if notice is not None:
+            notice(f"waiting for pool {action.wait_for} to have {want} ready replica(s) "
+                   f"before deleting {action.id}")
+        try:
+            runtime.wait_ready(action.wait_for, want, max(deadline - time.monotonic(), 0.0))
+        except NotReady as exc:
+            return _entry(action, Outcome.DEFERRED, f"delete deferred: {exc}",
+                          seconds=time.monotonic() - began)
+        except ReconcilerError as exc:
+            return _entry(action, Outcome.FAILED, str(exc), seconds=time.monotonic() - began)
+    attempts, error = _apply_with_retries(runtime, action, max_attempts)
+    seconds = time.monotonic() - began
+    if error is not None:
+        return _entry(action, Outcome.FAILED, str(error), attempts, seconds)
+    outcome = DONE_OUTCOME.get(action.op, Outcome.CONFIGURED)
+    return _entry(action, outcome, action.reason, attempts, seconds)
+
+
+def _apply_with_retries(runtime: Runtime, action: Action,
+                        max_attempts: int) -> tuple[int, ReconcilerError | None]:
+    delay = FIRST_DELAY
+    for attempt in range(1, max(max_attempts, 1) + 1):
+        try:
+            runtime.apply(action)
+            return attempt, None
+        except RuntimeFault as exc:
+            if not exc.retryable or attempt >= max_attempts:
+                return attempt, exc
+        except ReconcilerError as exc:
+            return attempt, exc
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_DELAY)
+    return max_attempts, None  # pragma: no cover - the loop always returns
+
+
+def _desired_replicas(plan: Plan, runtime: Runtime, pool_id: str) -> int:
+    """How many ready replicas make a moved-to pool 'ready': what the plan wants of it."""
+    for action in plan.actions:
+        if action.id == pool_id and isinstance(action.after, WarmPool):
+            return action.after.replicas
+    live = runtime.observe().pool(pool_id)
+    return live.replicas if live is not None else 1
+
+
+def _blocked_by(action: Action, failed: list[Action]) -> Action | None:
+    """The failed action this one depends on, if any."""
+    obj = action.obj
+    owner = obj.caller if isinstance(obj, WarmPool) else (
+        obj.account if isinstance(obj, Quota) else None)
+    for bad in failed:
+        if bad.kind == action.kind and bad.id == action.id:
+            return bad
+        if action.wait_for and bad.kind is ResourceKind.WARM_POOL and bad.id == action.wait_for:
+            return bad
+        if bad.kind is ResourceKind.TENANT and bad.op is not Op.DELETE and owner == bad.id:
+            return bad
+    return None
+
+
+def _entry(action: Action, outcome: Outcome, message: str, attempts: int = 0,
+           seconds: float = 0.0) -> ChangeEntry:
+    return ChangeEntry(action.id, str(action.kind), str(action.op), outcome, message,
+                       attempts, seconds)

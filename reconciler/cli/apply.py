@@ -1,0 +1,213 @@
+"""`reconciler apply`: make the runtime match the config, or apply a saved plan.
+
+Holds STATE/apply.lock for the whole run, so two appliers (or an apply and
+the daemon's pass) never interleave; `--lock-timeout` says how long to wait
+for it (default 0s: fail at once, naming the holder).
+
+Exit codes: 0 applied or nothing to do (deferred deletes included, with a
+warning); 1 invalid config, refused or stale plan, a failed action, or a
+held lock.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from reconciler.cli import options
+from reconciler.cli.durations import DURATION
+from reconciler.errors import ApplyFailed, PlanRefused, ReconcilerError
+
+if TYPE_CHECKING:
+    from reconciler.apply import ApplyResult, ChangeEntry
+    from reconciler.config.model import Config, Settings
+    from reconciler.plan.plans import Plan
+    from reconciler.runtimes.base import Runtime
+
+
+@click.command("apply")
+@options.config_dir_argument
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Apply exactly this plan file (from `plan --out`); refused "
+                                 "when the live state has changed since it was made.")
+@options.runtime_options
+@options.code_data_options
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Allow deleting more warm pools than Settings.safety permits.")
+@click.option("--allow-reduced-capacity", is_flag=True,
+              help="When a move or reload has no room for its surge, replace in place "
+                   "keeping replicas-1 warm instead of refusing.")
+@click.option("--wait-timeout", type=DURATION, default="300s", show_default=True,
+              help="How long to wait for a moved pool's new replicas before deferring the "
+                   "delete of the old pool.")
+@click.option("--lock-timeout", type=DURATION, default="0s", show_default=True,
+              help="How long to wait for another apply or the daemon to release the state.")
+@click.option("--no-cache", is_flag=True, help="Parse and validate every file again.")
+def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: Path | None,
+            kubeconfig: Path | None, kube_context: str | None, data_root: Path | None,
+            code_root: Path | None, auto_approve: bool, allow_mass_delete: bool,
+            allow_reduced_capacity: bool, wait_timeout: float, lock_timeout: float,
+            no_cache: bool) -> None:
+    """Make the runtime match CONFIG_DIR (default: the current directory).
+
+    Shows the plan, asks for confirmation (unless --auto-approve or stdin is
+    not a terminal), then applies it action by action, printing each outcome.
+    With --plan FILE it applies that saved plan instead, only if the live
+    state still matches it. One apply at a time per state directory.
+
+    Exit codes: 0 applied (or no changes; deferred deletes warn); 1 invalid
+    config, refused or stale plan, failed action, or state locked.
+    """
+    from reconciler.runtimes.local.lock import StateLock
+
+    ctx = click.get_current_context()
+    explicit_dir = ctx.get_parameter_source("config_dir") is not click.core.ParameterSource.DEFAULT
+    state = options.resolve_state_dir(state_dir)
+    lock = StateLock(state / "apply.lock", "reconciler apply")
+    if plan_file is None:
+        from reconciler.cli.plan import cache_dir_for
+        from reconciler.config.loader import load_config
+
+        config = load_config(config_dir, cache_dir=cache_dir_for(no_cache))
+        lock.acquire(timeout=lock_timeout)
+        try:
+            target = _open(runtime, state, config.settings, config_dir, data_root, code_root,
+                           kubeconfig, kube_context)
+            try:
+                _plan_and_apply(target, config_dir, config, auto_approve, allow_mass_delete,
+                                allow_reduced_capacity, wait_timeout, state)
+            finally:
+                target.close()
+        finally:
+            lock.release()
+        return
+    from reconciler.pipeline import load_plan_file
+
+    plan = load_plan_file(plan_file)
+    saved_dir = Path(plan.source_path) if plan.source_path else None
+    source = config_dir if explicit_dir else (saved_dir if saved_dir and saved_dir.is_dir()
+                                              else None)
+    lock.acquire(timeout=lock_timeout)
+    try:
+        target = _open(runtime, state, _settings_of(source), source, data_root, code_root,
+                       kubeconfig, kube_context)
+        try:
+            _apply_saved(target, plan, auto_approve, wait_timeout, state)
+        finally:
+            target.close()
+    finally:
+        lock.release()
+
+
+def _open(runtime: str, state: Path, settings: Settings | None, config_dir: Path | None,
+          data_root: Path | None, code_root: Path | None, kubeconfig: Path | None,
+          context: str | None) -> Runtime:
+    """The runtime, told where this config's data and code live (local: recorded for the agent)."""
+    from reconciler.config.model import Settings
+    from reconciler.runtimes import open_runtime
+
+    if config_dir is not None:
+        data_root = data_root or config_dir / "data"
+        code_root = code_root or config_dir / "src"
+    settings = settings or Settings()
+    if runtime == "local":
+        from reconciler.runtimes.local.runtime import LocalRuntime
+
+        return LocalRuntime(state, settings=settings, data_root=data_root, code_root=code_root,
+                            config_dir=config_dir)
+    return open_runtime(runtime, state_dir=state, settings=settings, data_root=data_root,
+                        code_root=code_root, kubeconfig=kubeconfig, context=context)
+
+
+def _settings_of(config_dir: Path | None) -> Settings | None:
+    """The Settings of a saved plan's config dir, when it still loads (for the local nodes)."""
+    if config_dir is None or not config_dir.is_dir():
+        return None
+    try:
+        from reconciler.config.loader import load_config
+
+        return load_config(config_dir).settings
+    except (ReconcilerError, OSError):
+        return None
+
+
+def _plan_and_apply(target: Runtime, config_dir: Path, config: Config, auto_approve: bool,
+                    allow_mass_delete: bool, allow_reduced_capacity: bool,
+                    wait_timeout: float, state: Path) -> None:
+    from reconciler.cli.plan import print_plan
+    from reconciler.pipeline import plan_config
+
+    planned = plan_config(config_dir, target, config=config,
+                          allow_mass_delete=allow_mass_delete,
+                          allow_reduced_capacity=allow_reduced_capacity)
+    print_plan(planned.plan, "text")
+    _confirm_and_execute(target, planned.plan, auto_approve, wait_timeout, state)
+
+
+def _apply_saved(target: Runtime, plan: Plan, auto_approve: bool, wait_timeout: float,
+                 state: Path) -> None:
+    from reconciler.cli.plan import print_plan
+    from reconciler.plan.planner import check_fresh
+
+    if plan.runtime != target.name:
+        raise PlanRefused(f"the plan was made for the {plan.runtime} runtime, "
+                          f"not {target.name}; nothing was applied")
+    check_fresh(plan, target.observe())
+    print_plan(plan, "text")
+    _confirm_and_execute(target, plan, auto_approve, wait_timeout, state)
+
+
+def _confirm_and_execute(target: Runtime, plan: Plan, auto_approve: bool,
+                         wait_timeout: float, state: Path) -> None:
+    from reconciler.apply import execute
+
+    if not plan.applyable:
+        raise PlanRefused("the plan is refused (see the errors above); nothing was applied")
+    if plan.empty:
+        save = getattr(target, "save_roots", None)
+        if save is not None and Path(state).exists():
+            save()
+        return  # print_plan has said "No changes"
+    if not auto_approve and sys.stdin.isatty():
+        click.confirm("Apply these changes?", abort=True)
+    click.echo("")
+    result = execute(plan, target, wait_timeout=wait_timeout,
+                     journal_dir=state, progress=print_entry,
+                     notice=lambda text: click.echo(f"  ... {text}"))
+    record = getattr(target, "record_apply", None)
+    if record is not None:
+        record(result.to_json(), plan.source_commit)
+    print_result(result)
+    if not result.ok:
+        raise ApplyFailed(f"{len(result.failed)} action(s) failed; the others were applied "
+                          "(see above). Fix the cause and run apply again.")
+
+
+MARKS = {"created": "+", "configured": "~", "deleted": "-", "deferred": "…", "failed": "✗",
+         "skipped": "·", "unchanged": "="}
+
+
+def print_entry(entry: ChangeEntry) -> None:
+    """One line per action as it finishes: mark, outcome, kind and id, time, message."""
+    outcome = str(entry.outcome)
+    line = f"  {MARKS.get(outcome, ' ')} {outcome:<10} {entry.kind} {entry.action_id}"
+    line += f" ({entry.seconds:.1f}s)"
+    if entry.outcome in ("failed", "deferred", "skipped"):
+        line += f": {entry.message}"
+    click.echo(line, err=entry.outcome == "failed")
+
+
+def print_result(result: ApplyResult) -> None:
+    if result.resumed:
+        click.echo(f"note: {result.resumed}; completed actions were not repeated", err=True)
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts.items() if n)
+    head = "Apply complete" if result.ok else "Apply finished with failures"
+    click.echo(f"\n{head}: {counts or 'nothing to do'}.")
+    if result.deferred:
+        click.echo(f"warning: {len(result.deferred)} delete(s) deferred: the old pool keeps "
+                   "serving until the new one is ready; the next apply or daemon pass "
+                   "completes it.", err=True)

@@ -1,0 +1,235 @@
+"""The agent: the local runtime's node (a kubelet for worker processes).
+
+Each pass it reads the store and makes the processes match it: starts missing
+replicas, replaces crashed ones (with backoff), stops extra ones gracefully
+(SIGTERM, SIGKILL after a grace period), rolls a changed spec one replica at
+a time, enforces quotas, and records every state change as an event. Every
+write is one transaction and every decision is re-derived from the store, so
+the agent can be killed at any moment: on start it adopts the workers that
+are still alive (same pid, start time and replica id) and clears the rest.
+
+    python -m reconciler.runtimes.local.agent --state DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import ReconcilerError
+from reconciler.runtimes.local import procs
+from reconciler.runtimes.local import store as db
+from reconciler.runtimes.local.lock import StateLock
+from reconciler.runtimes.local.rollout import Rep, allot, step
+from reconciler.runtimes.local.supervise import Supervisor
+from reconciler.states import Quota, WarmPool
+
+NO_QUOTA_ROOM = 1 << 30
+log = logging.getLogger("reconciler.agent")
+
+
+@dataclass
+class Backoff:
+    """Capped exponential delay between attempts of a failing pool spec."""
+
+    spec_hash: str
+    failures: int = 0
+    next_at: float = 0.0
+    error: str | None = None
+
+    def fail(self, error: str | None) -> float:
+        self.failures += 1
+        delay = min(0.25 * 2 ** (self.failures - 1), 30.0)
+        self.next_at = time.monotonic() + delay
+        if error:
+            self.error = error
+        return delay
+
+
+class Agent:
+    """Agent(state_dir).start() / .stop(); or .run(stop_event) in the calling thread."""
+
+    def __init__(self, state_dir: Path, *, poll_interval: float = 0.5,
+                 grace: float = 5.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.poll_interval = poll_interval
+        self.store = db.Store(self.state_dir)
+        self.supervisor = Supervisor(self.store, self.state_dir, grace=grace)
+        self._lock = StateLock(self.state_dir / "agent.lock", "reconciler agent")
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff: dict[str, Backoff] = {}
+        self._pass_lock = threading.Lock()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the loop in a background thread. LockHeld if another agent runs on this state."""
+        self._begin()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_locked, args=(self._stop,),
+                                        name="reconciler-agent", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and every worker of this state (gracefully); no orphans."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run(self, stop_event: threading.Event) -> None:
+        """The loop in the calling thread until `stop_event` is set; then stop the workers."""
+        self._begin()
+        self._run_locked(stop_event)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _begin(self) -> None:
+        """Lock the state, adopt surviving workers and beat once, before returning: a
+        caller that starts the agent may rely on it being seen as running."""
+        self._lock.acquire(timeout=0)
+        try:
+            self.supervisor.adopt()
+            self._heartbeat()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _run_locked(self, stop_event: threading.Event) -> None:
+        try:
+            while not stop_event.is_set() and not self._stop.is_set():
+                try:
+                    self.reconcile_once()
+                except Exception:  # a busy store, a full disk: never take the workers down
+                    log.exception("agent pass failed; retrying in %.1fs", self.poll_interval)
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+        finally:
+            try:
+                self.supervisor.shutdown()
+                with self.store.write() as conn:
+                    conn.execute("UPDATE agent SET heartbeat = NULL WHERE id = 1")
+            finally:
+                self.store.close()
+                self._lock.release()
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def reconcile_once(self) -> None:
+        """Heartbeat, reap exits, then start/stop replicas for every pool.
+        Serialised: a pass triggered by hand never races the loop's own."""
+        with self._pass_lock:
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        self._heartbeat()
+        for pool_id, spec_hash, reason in self.supervisor.reap():
+            self._failed(pool_id, spec_hash, reason)
+        with self.store.read() as conn:
+            pools = db.load_pools(conn)
+            quotas = {r["account"]: Quota(r["account"], r["max_engines"], r["max_gpus"])
+                      for r in conn.execute("SELECT * FROM quotas")}
+            rows = conn.execute("SELECT id, pool_id, spec_hash, state FROM replicas "
+                                "WHERE state != 'stopping' ORDER BY id").fetchall()
+        known = {pool.id for pool, _ in pools}
+        orphans = [r["id"] for r in rows if r["pool_id"] not in known]
+        if orphans:
+            self.supervisor.stop(orphans, "its pool was deleted")
+        allotments = allot([pool for pool, _ in pools], quotas)
+        live_by_caller = _live_by_caller(pools, rows)
+        for pool, row in pools:
+            reps = [Rep(r["id"], r["spec_hash"], r["state"]) for r in rows
+                    if r["pool_id"] == pool.id]
+            quota = quotas.get(pool.caller)
+            room = NO_QUOTA_ROOM if quota is None else quota.max_engines - live_by_caller.get(
+                pool.caller, 0)
+            started = self._sync_pool(pool, row, reps, allotments[pool.id].replicas,
+                                      allotments[pool.id].error, room)
+            live_by_caller[pool.caller] = live_by_caller.get(pool.caller, 0) + started
+
+    def _sync_pool(self, pool: WarmPool, row: sqlite3.Row, reps: list[Rep], want: int,
+                   quota_error: str | None, room: int) -> int:
+        current = row["spec_hash"]
+        backoff = self._backoff.get(pool.id)
+        if backoff is None or backoff.spec_hash != current:
+            backoff = self._backoff[pool.id] = Backoff(current)
+        if any(r.ready and r.spec_hash == current for r in reps):
+            backoff.failures, backoff.error = 0, None
+        may_start = time.monotonic() >= backoff.next_at
+        decision = step(current, want, reps, in_place=bool(row["in_place"]), room=room,
+                        may_start=may_start)
+        if decision.stops:
+            self.supervisor.stop(list(decision.stops), "rolling replace or scale down")
+        for _ in range(decision.starts):
+            self.supervisor.start(pool)
+        converged = (sum(1 for r in reps if r.ready and r.spec_hash == current) >= want
+                     and all(r.spec_hash == current for r in reps))
+        error = quota_error or (None if converged else backoff.error or row["error"])
+        if error != row["error"]:
+            self.supervisor.set_pool_error(pool.id, error)
+        return decision.starts
+
+    def _failed(self, pool_id: str, spec_hash: str, reason: str) -> None:
+        backoff = self._backoff.get(pool_id)
+        if backoff is None or backoff.spec_hash != spec_hash:
+            backoff = self._backoff[pool_id] = Backoff(spec_hash)
+        delay = backoff.fail(reason)
+        with self.store.write() as conn:
+            db.add_event(conn, f"{reason}; next attempt in {delay:.1f}s", pool_id)
+
+    def _heartbeat(self) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO agent (id, pid, proc_start, started_at, heartbeat) "
+                "VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+                "proc_start = excluded.proc_start, heartbeat = excluded.heartbeat, "
+                "started_at = CASE WHEN agent.pid = excluded.pid THEN agent.started_at "
+                "ELSE excluded.started_at END",
+                (os.getpid(), procs.start_time(os.getpid()), db.now_rfc3339(), time.time()))
+
+
+def _live_by_caller(pools: list[tuple[WarmPool, sqlite3.Row]],
+                    rows: list[sqlite3.Row]) -> dict[str, int]:
+    caller_of = {pool.id: pool.caller for pool, _ in pools}
+    counts: dict[str, int] = {}
+    for row in rows:
+        caller = caller_of.get(row["pool_id"])
+        if caller is not None and row["state"] in ("starting", "warming", "ready"):
+            counts[caller] = counts.get(caller, 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the local runtime's agent standalone.")
+    parser.add_argument("--state", required=True, type=Path, help="the state directory")
+    parser.add_argument("--poll-interval", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent = Agent(args.state, poll_interval=args.poll_interval)
+    try:
+        agent.run(stop)
+    except ReconcilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["Agent", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

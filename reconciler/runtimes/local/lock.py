@@ -1,0 +1,89 @@
+"""A single-holder lock on a state directory (flock on a lock file).
+
+flock is released by the kernel when its holder dies, even by kill -9, so a
+crashed `apply` never leaves a stale lock behind. The file also records who
+holds it (pid, purpose, since) so that a second applier can say whom to wait for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+from reconciler.errors import LockHeld
+
+
+class StateLock:
+    """`with StateLock(state_dir / "apply.lock", "reconciler apply"):` ..."""
+
+    def __init__(self, path: Path, purpose: str) -> None:
+        self.path = Path(path)
+        self.purpose = purpose
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout: float = 0.0) -> StateLock:
+        """Take the lock, waiting up to `timeout` seconds; LockHeld says who has it."""
+        if self._fd is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockHeld(self._held_message()) from None
+                time.sleep(0.1)
+        self._fd = fd
+        record = {"pid": os.getpid(), "purpose": self.purpose,
+                  "since": datetime.now().astimezone().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def holder(self) -> dict[str, object]:
+        """Who the file says holds the lock ({} when unknown)."""
+        try:
+            data = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _held_message(self) -> str:
+        info = self.holder()
+        state = self.path.parent
+        who = f"`{info.get('purpose', 'another process')}`"
+        if info.get("pid"):
+            who += f" (pid {info['pid']})"
+        since = str(info.get("since", ""))
+        when = f" since {since[11:19]}" if len(since) >= 19 else ""
+        return f"state {state} is locked by {who}{when}; wait for it or stop it"
+
+    def __enter__(self) -> StateLock:
+        return self.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,97 @@
+"""Worker processes: start one, tell whether a recorded pid is still that worker, stop it.
+
+A pid alone is not an identity (pids are reused), so a worker is recognised
+by pid + its start time in /proc/PID/stat + its command line naming the
+replica id. That is what lets a restarted agent adopt live workers safely.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux); None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].startswith("Z")
+
+
+def is_worker(pid: int | None, proc_start: int | None, replica_id: int) -> bool:
+    """Is `pid` alive and still the worker of `replica_id`?"""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # someone else's process now: not ours
+    if _zombie(pid):
+        reap(pid)
+        return False
+    if proc_start is not None and start_time(pid) not in (None, proc_start):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the pid
+    return b"--replica" in cmdline and str(replica_id).encode() in cmdline
+
+
+def reap(pid: int) -> None:
+    """Collect a dead child of ours so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def spawn(args: list[str], log_path: Path,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a worker in its own session (a Ctrl-C on the terminal must not reach it),
+    its stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER_SCRIPT), *args], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            env=env)
+
+
+def send(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exited"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"

@@ -1,0 +1,111 @@
+"""The agent's decisions, pure: how many replicas a pool may run (quotas) and
+which replicas to start or stop this pass (rolling replace, scale, repair).
+
+Kept apart from the process handling so every rule here is a plain function
+of the observed rows, testable without starting anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reconciler.states import Quota, WarmPool
+
+LIVE = ("starting", "warming", "ready")
+
+
+@dataclass(frozen=True, slots=True)
+class Rep:
+    """What a decision needs to know about one replica row."""
+
+    id: int
+    spec_hash: str
+    state: str
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    starts: int = 0
+    stops: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Allotment:
+    replicas: int  # what the pool may run
+    error: str | None = None  # why that is less than it wants
+
+
+def allot(pools: Sequence[WarmPool], quotas: dict[str, Quota]) -> dict[str, Allotment]:
+    """Replicas per pool under each caller's maxEngines / maxGpus, pools in id order.
+
+    The store may hold more than a quota allows (a plan checks capacity, but a
+    quota can be tightened later); the runtime enforces it too."""
+    result: dict[str, Allotment] = {}
+    engines: dict[str, int] = {}
+    gpus: dict[str, int] = {}
+    for pool in sorted(pools, key=lambda p: p.id):
+        quota = quotas.get(pool.caller)
+        if quota is None:
+            result[pool.id] = Allotment(pool.replicas)
+            continue
+        engines_left = quota.max_engines - engines.get(pool.caller, 0)
+        allowed = max(0, min(pool.replicas, engines_left))
+        limit = f"maxEngines {quota.max_engines}"
+        if quota.max_gpus is not None and pool.gpu > 0:
+            gpus_left = quota.max_gpus - gpus.get(pool.caller, 0)
+            by_gpu = max(0, gpus_left // pool.gpu)
+            if by_gpu < allowed:
+                allowed, limit = by_gpu, f"maxGpus {quota.max_gpus}"
+        engines[pool.caller] = engines.get(pool.caller, 0) + allowed
+        gpus[pool.caller] = gpus.get(pool.caller, 0) + allowed * pool.gpu
+        error = None
+        if allowed < pool.replicas:
+            error = (f"quota of {pool.caller} ({limit}) allows {allowed} of "
+                     f"{pool.replicas} replicas")
+        result[pool.id] = Allotment(allowed, error)
+    return result
+
+
+def step(current: str, want: int, replicas: Sequence[Rep], *, in_place: bool,
+         room: int, may_start: bool) -> Step:
+    """One pass of making a pool's replicas match its spec.
+
+    `current` is the pool's spec hash; replicas with another hash are old.
+    A roll starts ONE new replica, and an old one is stopped only while the
+    ready count stays >= `want` (surge). With `in_place`, or when the caller's
+    quota leaves no `room` for a surge, one old replica is stopped first and
+    replaced (want-1 kept warm). `may_start` is False while a failing pool backs off.
+    """
+    live = [r for r in replicas if r.state in LIVE]
+    new = [r for r in live if r.spec_hash == current]
+    old = [r for r in live if r.spec_hash != current]
+    stops = [r.id for r in old if not r.ready]  # an old replica not serving helps no one
+    old = sorted((r for r in old if r.ready), key=lambda r: r.id)
+    if len(new) > want:  # scale down: drop the least useful (not ready, newest) first
+        ranked = sorted(new, key=lambda r: (r.ready, -r.id))
+        stops += [r.id for r in ranked[:len(new) - want]]
+        new = ranked[len(new) - want:]
+    new_ready = sum(1 for r in new if r.ready)
+    excess = new_ready + len(old) - want
+    while excess > 0 and old:
+        stops.append(old.pop(0).id)
+        excess -= 1
+    missing = want - len(new)
+    if missing <= 0 or not may_start:
+        return Step(0, tuple(stops))
+    if not old:
+        return Step(min(missing, max(room, 0)), tuple(stops))
+    if new_ready < len(new):  # a new replica is still warming: one at a time
+        return Step(0, tuple(stops))
+    if in_place or room <= 0:
+        freed = 0
+        if len(new) + len(old) >= want:
+            stops.append(old.pop(0).id)
+            freed = 1
+        return Step(1 if room + freed > 0 else 0, tuple(stops))
+    return Step(1, tuple(stops))

@@ -1,0 +1,224 @@
+"""The local runtime's store: one SQLite file, the runtime's API server.
+
+Spec tables (tenants, quotas, pools) are written by `LocalRuntime.apply`, one
+transaction per action, and every spec change bumps a generation counter that
+is the LiveState revision. Status tables (replicas, the agent heartbeat,
+events) are written by the agent and the workers and never bump it, so replica
+churn does not make saved plan files stale. WAL mode lets readers (status,
+plan) run while the agent writes; every write is one transaction, so a process
+killed at any moment leaves the store consistent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import RuntimeFault
+from reconciler.states import WarmPool
+
+DB_NAME = "state.db"
+BUSY_TIMEOUT_MS = 10_000
+MAX_EVENTS = 2000
+
+# Append-only: migration N brings a store at schema version N-1 to N.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE tenants (account TEXT PRIMARY KEY, type TEXT NOT NULL);
+    CREATE TABLE quotas (account TEXT PRIMARY KEY, max_engines INTEGER NOT NULL,
+                         max_gpus INTEGER, source TEXT NOT NULL DEFAULT '');
+    CREATE TABLE pools (id TEXT PRIMARY KEY, spec TEXT NOT NULL, spec_hash TEXT NOT NULL,
+                        in_place INTEGER NOT NULL DEFAULT 0, error TEXT,
+                        created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE replicas (id INTEGER PRIMARY KEY AUTOINCREMENT, pool_id TEXT NOT NULL,
+                           spec_hash TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,
+                           proc_start INTEGER, port INTEGER, model_digest TEXT, error TEXT,
+                           log_path TEXT, started_at TEXT NOT NULL, ready_at TEXT,
+                           stopping_since REAL);
+    CREATE INDEX replicas_pool ON replicas (pool_id);
+    CREATE TABLE nodes (name TEXT PRIMARY KEY, processor TEXT NOT NULL, cpu_millis INTEGER,
+                        memory_bytes INTEGER, gpu INTEGER, pods INTEGER, emulated_gpu INTEGER);
+    CREATE TABLE agent (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER, proc_start INTEGER,
+                        started_at TEXT, heartbeat REAL);
+    CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL,
+                          source_commit TEXT, fingerprint TEXT, summary TEXT, result TEXT,
+                          ok INTEGER);
+    CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL,
+                         pool_id TEXT, replica_id INTEGER, message TEXT NOT NULL);
+    """,
+    # 2: since when a pool has been failing, so waiting for it can give up early.
+    """
+    ALTER TABLE pools ADD COLUMN error_since REAL;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def spec_hash(pool: WarmPool) -> str:
+    """What a running replica must match: a change here means a rolling replace.
+    Replica count, sources and display fields are deliberately left out."""
+    fields = (pool.model_path, pool.model_digest, pool.image, pool.entrypoint,
+              pool.processor, pool.cpu, pool.memory, str(pool.gpu))
+    return hashlib.sha256("\0".join(fields).encode()).hexdigest()[:16]
+
+
+def translate(exc: sqlite3.Error) -> RuntimeFault:
+    """SQLite errors at the runtime's edge: a busy database is worth retrying."""
+    text = str(exc)
+    busy = isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+    return RuntimeFault(f"local store: {text}", retryable=busy)
+
+
+class Store:
+    """A connection to state_dir/state.db. Thread-safe by a lock around each
+    transaction; open one per process (the agent, a CLI command)."""
+
+    def __init__(self, state_dir: Path, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+        self.state_dir = Path(state_dir)
+        self.busy_timeout = busy_timeout
+        self.path = self.state_dir / DB_NAME
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+
+    @staticmethod
+    def exists(state_dir: Path) -> bool:
+        return (Path(state_dir) / DB_NAME).is_file()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                       isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                _migrate(conn)
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            self._conn = conn
+        return self._conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One consistent read (a deferred transaction sees a single snapshot)."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        current = row[0] if row else 0
+        if current > SCHEMA_VERSION:
+            raise RuntimeFault(
+                f"the local store is at schema version {current}, newer than this "
+                f"reconciler understands ({SCHEMA_VERSION}); upgrade reconciler")
+        for script in MIGRATIONS[current:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        if row is None:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        else:
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+# --- small helpers shared by the runtime and the agent -------------------------------------
+
+
+def get_meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def generation(conn: sqlite3.Connection) -> int:
+    return int(get_meta(conn, "generation", "0") or 0)
+
+
+def bump_generation(conn: sqlite3.Connection) -> None:
+    set_meta(conn, "generation", str(generation(conn) + 1))
+
+
+def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None,
+              replica_id: int | None = None) -> None:
+    """The agent's record of every state change; trimmed so it never grows without bound."""
+    cursor = conn.execute(
+        "INSERT INTO events (time, pool_id, replica_id, message) VALUES (?, ?, ?, ?)",
+        (now_rfc3339(), pool_id, replica_id, message))
+    if cursor.lastrowid and cursor.lastrowid % 100 == 0:
+        conn.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
+
+
+def load_pools(conn: sqlite3.Connection) -> list[tuple[WarmPool, sqlite3.Row]]:
+    rows = conn.execute("SELECT * FROM pools ORDER BY id").fetchall()
+    return [(WarmPool.from_json(json.loads(row["spec"])), row) for row in rows]
+
+
+def agent_info(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Whether an agent is alive: a heartbeat younger than a few poll intervals."""
+    row = conn.execute("SELECT pid, started_at, heartbeat FROM agent WHERE id = 1").fetchone()
+    if row is None or row["heartbeat"] is None:
+        return {"running": False, "pid": None, "heartbeat": None}
+    age = time.time() - row["heartbeat"]
+    beat = datetime.fromtimestamp(row["heartbeat"], UTC).isoformat(timespec="seconds")
+    return {"running": age < HEARTBEAT_FRESH, "pid": row["pid"],
+            "heartbeat": beat.replace("+00:00", "Z"), "startedAt": row["started_at"]}
+
+
+HEARTBEAT_FRESH = 5.0  # seconds; the agent beats every poll interval (0.5 s by default)

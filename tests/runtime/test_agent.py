@@ -1,0 +1,173 @@
+"""The agent with real worker processes: start, serve, replace, roll, refuse, adopt."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+import pytest
+from conftest_local import Local
+from localkit import change, create, delete, invoke, make_pool, wait_for, workers_of
+
+from reconciler.plan.plans import Action, Op
+from reconciler.runtimes.local.agent import Agent
+from reconciler.states import Quota, ResourceKind
+
+pytestmark = pytest.mark.slow
+
+
+def ready_pids(local: Local, pool_id: str) -> list[str]:
+    status = local.runtime.observe().status.get(pool_id)
+    return sorted(r.id for r in status.replicas if r.state == "ready") if status else []
+
+
+def test_pool_becomes_ready_and_serves(local: Local) -> None:
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    local.agent()
+    local.runtime.wait_ready(pool.id, 2, timeout=15)
+    live = local.runtime.observe()
+    assert live.ready(pool.id) == 2
+    assert all(r.model_digest == pool.model_digest for r in live.status[pool.id].replicas)
+    ports = local.runtime.ready_endpoints(pool.id)
+    assert invoke(ports[0], {"values": [1, 2, 3]})["output"]["sum"] == 6
+
+
+def test_killed_worker_is_replaced(local: Local) -> None:
+    pool = make_pool(local.site, replicas=1)
+    local.runtime.apply(create(pool))
+    local.agent()
+    local.runtime.wait_ready(pool.id, 1, timeout=15)
+    [victim] = ready_pids(local, pool.id)
+    os.kill(int(victim), signal.SIGKILL)
+    wait_for(lambda: ready_pids(local, pool.id) not in ([], [victim]), message="replacement")
+    [replacement] = ready_pids(local, pool.id)
+    assert replacement != victim
+    port = local.runtime.ready_endpoints(pool.id)[0]
+    assert invoke(port, {"values": [2]})["output"]["pid"] == int(replacement)
+
+
+def ready_count_sampler(local: Local, stop: threading.Event, samples: list[int]) -> None:
+    """Every few ms: how many replicas serve (ready, any spec) and answer on their port."""
+    db = sqlite3.connect(local.site.state / "state.db")
+    while not stop.is_set():
+        samples.append(db.execute("SELECT COUNT(*) FROM replicas WHERE state = 'ready'")
+                       .fetchone()[0])
+        stop.wait(0.01)
+    db.close()
+
+
+def test_model_reload_rolls_without_dropping_below_reserved(local: Local) -> None:
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    local.agent()
+    local.runtime.wait_ready(pool.id, 2, timeout=15)
+    old_pids = set(ready_pids(local, pool.id))
+    new_digest = local.site.write_model("m2.json", factor=10)
+    reloaded = replace(pool, model_path="data://acme/models/m2.json", model_digest=new_digest)
+    samples: list[int] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=ready_count_sampler, args=(local, stop, samples))
+    sampler.start()
+    try:
+        local.runtime.apply(change(Op.RELOAD, pool, reloaded))
+        local.runtime.wait_ready(pool.id, 2, timeout=20)
+        wait_for(lambda: len(local.runtime.observe().status[pool.id].replicas) == 2,
+                 message="old replicas gone")
+    finally:
+        stop.set()
+        sampler.join()
+    assert min(samples) >= 2, f"ready count dipped: {min(samples)}"
+    assert not old_pids & set(ready_pids(local, pool.id))
+    port = local.runtime.ready_endpoints(pool.id)[0]
+    assert invoke(port, {"values": [1]})["output"]["sum"] == 10
+
+
+def test_wrong_digest_fails_warmup_and_old_replicas_keep_serving(local: Local) -> None:
+    pool = make_pool(local.site, replicas=1)
+    local.runtime.apply(create(pool))
+    local.agent()
+    local.runtime.wait_ready(pool.id, 1, timeout=15)
+    [old_pid] = ready_pids(local, pool.id)
+    local.site.write_model("m2.json", factor=10)
+    bad = replace(pool, model_path="data://acme/models/m2.json", model_digest="sha256:" + "0" * 64)
+    local.runtime.apply(change(Op.RELOAD, pool, bad))
+    error = wait_for(lambda: local.runtime.observe().status[pool.id].error, message="error")
+    assert "digest mismatch" in error and ".log" in error
+    assert ready_pids(local, pool.id) == [old_pid]
+    port = local.runtime.report()  # the old replica still answers on its port
+    sqlite = sqlite3.connect(local.site.state / "state.db")
+    [(old_port,)] = sqlite.execute("SELECT port FROM replicas WHERE state = 'ready'").fetchall()
+    sqlite.close()
+    assert invoke(old_port, {"values": [1]})["output"]["sum"] == 1
+    assert port["agent"]["running"]
+
+
+def test_deleted_pool_stops_its_workers(local: Local) -> None:
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    local.agent()
+    local.runtime.wait_ready(pool.id, 2, timeout=15)
+    local.runtime.apply(delete(pool))
+    wait_for(lambda: not workers_of(local.site.state), message="workers stopped")
+
+
+def test_quota_limits_engines_and_says_so(local: Local) -> None:
+    local.runtime.apply(Action(Op.CREATE, ResourceKind.QUOTA, "alice",
+                               after=Quota("alice", 1)))
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    local.agent()
+    error = wait_for(lambda: local.runtime.observe().status[pool.id].error, message="error")
+    assert "maxEngines 1" in error
+    wait_for(lambda: local.runtime.observe().ready(pool.id) == 1, message="one ready")
+    assert len(workers_of(local.site.state)) == 1
+
+
+def test_restarted_agent_adopts_live_workers(local: Local) -> None:
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    standalone = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
+                                   "--state", str(local.site.state), "--poll-interval", "0.1"])
+    try:
+        wait_for(lambda: local.runtime.observe().ready(pool.id) == 2, message="ready")
+        pids = ready_pids(local, pool.id)
+        standalone.kill()  # kill -9: its workers live on
+        standalone.wait()
+        assert sorted(str(p) for p in workers_of(local.site.state)) == pids
+        agent = local.agent()
+        for _ in range(3):  # a few passes change nothing
+            agent.reconcile_once()
+        assert ready_pids(local, pool.id) == pids
+    finally:
+        if standalone.poll() is None:
+            standalone.kill()
+            standalone.wait()
+
+
+def test_a_second_agent_on_the_same_state_is_refused(local: Local) -> None:
+    local.agent()
+    with pytest.raises(Exception, match="locked by `reconciler agent`"):
+        Agent(local.site.state).start()
+
+
+def test_sigterm_stops_the_standalone_agent_and_all_its_workers(local: Local) -> None:
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    standalone = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
+                                   "--state", str(local.site.state), "--poll-interval", "0.1"])
+    try:
+        wait_for(lambda: local.runtime.observe().ready(pool.id) == 2, message="ready")
+        standalone.send_signal(signal.SIGTERM)
+        assert standalone.wait(timeout=15) == 0
+    finally:
+        if standalone.poll() is None:
+            standalone.kill()
+            standalone.wait()
+    assert workers_of(local.site.state) == []
+    assert not local.runtime.report()["agent"]["running"]

@@ -1,0 +1,134 @@
+"""The store and LocalRuntime without processes: idempotent writes, revisions, schema, lock."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from localkit import create, delete, make_pool, make_site
+
+from reconciler.config.model import NodeSpec, Processor, Settings
+from reconciler.errors import LockHeld
+from reconciler.plan.plans import Action, Op
+from reconciler.runtimes.base import NotReady, Runtime
+from reconciler.runtimes.local import store as db
+from reconciler.runtimes.local.lock import StateLock
+from reconciler.runtimes.local.runtime import LocalRuntime
+from reconciler.states import Quota, ResourceKind, Tenant
+
+
+def test_observe_on_a_fresh_directory_creates_nothing(tmp_path: Path) -> None:
+    runtime = LocalRuntime(tmp_path / "state")
+    live = runtime.observe()
+    assert live.pools == () and live.revision == "0"
+    assert not (tmp_path / "state").exists()
+    assert isinstance(runtime, Runtime)
+
+
+def test_apply_is_idempotent_and_revision_tracks_only_spec_changes(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    runtime = LocalRuntime(site.state, data_root=site.data, code_root=site.src)
+    pool = make_pool(site, replicas=2)
+    runtime.apply(create(pool))
+    first = runtime.observe()
+    assert first.pools == (pool,) and first.revision == "1"
+    runtime.apply(create(pool))  # a repeated create is an upsert to the same object
+    assert runtime.observe().revision == "1"
+    with sqlite3.connect(site.state / db.DB_NAME) as conn:  # status churn, as the agent does
+        conn.execute("INSERT INTO replicas (pool_id, spec_hash, state, started_at, pid) "
+                     "VALUES (?, ?, 'ready', 'now', 4242)", (pool.id, db.spec_hash(pool)))
+    live = runtime.observe()
+    assert live.revision == "1" and live.ready(pool.id) == 1
+    assert live.status[pool.id].replicas[0].id == "4242"
+    scaled = replace(pool, replicas=3)
+    runtime.apply(Action(Op.SCALE, ResourceKind.WARM_POOL, pool.id, before=pool, after=scaled))
+    assert runtime.observe().pools == (scaled,) and runtime.observe().revision == "2"
+    runtime.apply(delete(scaled))
+    runtime.apply(delete(scaled))  # deleting what is gone is a no-op
+    assert runtime.observe().pools == () and runtime.observe().revision == "3"
+
+
+def test_tenants_and_quotas_round_trip(tmp_path: Path) -> None:
+    runtime = LocalRuntime(tmp_path / "state")
+    runtime.apply(Action(Op.CREATE, ResourceKind.TENANT, "acme",
+                         after=Tenant("acme", "organization")))
+    quota = Quota("acme", 4, 1, "acme-capacity")
+    runtime.apply(Action(Op.CREATE, ResourceKind.QUOTA, "acme", after=quota))
+    live = runtime.observe()
+    assert live.tenants == (Tenant("acme", "organization"),) and live.quotas == (quota,)
+    runtime.apply(Action(Op.DELETE, ResourceKind.QUOTA, "acme", before=quota))
+    assert runtime.observe().quotas == ()
+
+
+def test_roots_are_recorded_for_a_later_agent(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    LocalRuntime(site.state, data_root=site.data, code_root=site.src,
+                 config_dir=site.root).apply(create(make_pool(site)))
+    later = LocalRuntime(site.state)  # no roots given: keep what is stored
+    later.apply(create(make_pool(site, caller="bob")))
+    assert later.report()["roots"] == {"data_root": str(site.data.resolve()),
+                                       "code_root": str(site.src.resolve()),
+                                       "config_dir": str(site.root.resolve())}
+
+
+def test_schema_version_is_recorded_and_newer_stores_are_refused(tmp_path: Path) -> None:
+    runtime = LocalRuntime(tmp_path)
+    runtime.apply(Action(Op.CREATE, ResourceKind.TENANT, "a", after=Tenant("a")))
+    runtime.close()
+    with sqlite3.connect(tmp_path / db.DB_NAME) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == \
+            db.SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(Exception, match="newer than this reconciler"):
+        LocalRuntime(tmp_path).observe()
+
+
+def test_wait_ready_without_an_agent_fails_at_once(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    runtime = LocalRuntime(site.state, data_root=site.data, code_root=site.src)
+    pool = make_pool(site)
+    runtime.apply(create(pool))
+    with pytest.raises(NotReady, match="no local agent is running"):
+        runtime.wait_ready(pool.id, 1, timeout=60)
+
+
+def test_declared_nodes_replace_the_machine_and_gpu_is_emulated(tmp_path: Path) -> None:
+    settings = Settings(local_nodes=(
+        NodeSpec("cpu-a", Processor.CPU, "4", "8Gi", 0, 16),
+        NodeSpec("gpu-a", Processor.GPU, "8", "16Gi", 2, 8)))
+    nodes = LocalRuntime(tmp_path, settings=settings).nodes()
+    assert [(n.name, n.cpu_millis, n.gpu, n.pods) for n in nodes] == \
+        [("cpu-a", 4000, 0, 16), ("gpu-a", 8000, 2, 8)]
+    assert nodes[1].emulated_gpu  # no nvidia-smi on the test machines
+    default = LocalRuntime(tmp_path).nodes()
+    assert default[0].name == "local-cpu" and default[0].memory_bytes > 0
+
+
+def test_default_slots_come_from_the_environment(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILER_LOCAL_SLOTS", "5")
+    assert LocalRuntime(tmp_path).nodes()[0].pods == 5
+
+
+def test_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
+    first = StateLock(tmp_path / "apply.lock", "reconciler apply").acquire()
+    with pytest.raises(LockHeld, match=r"locked by `reconciler apply` \(pid \d+\) since"):
+        StateLock(tmp_path / "apply.lock", "reconciler apply").acquire(timeout=0.2)
+    first.release()
+    with StateLock(tmp_path / "apply.lock", "again"):
+        pass
+
+
+def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / db.DB_NAME) as conn:
+        conn.executescript(db.MIGRATIONS[0])
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+    LocalRuntime(tmp_path).observe()
+    with sqlite3.connect(tmp_path / db.DB_NAME) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(pools)")]
+    assert "error_since" in columns
