@@ -1,11 +1,47 @@
-"""STUB (issue 2 replaces this): walk, parse, validate, build the model."""
+"""Walk a config repository, parse and validate every document, build the model.
+
+Stages: files (walk, size limit, UTF-8) -> documents (safe YAML with
+positions) -> schema (per kind) -> model (frozen values) -> cross-document
+rules -> capacity. Every stage reports into one list of diagnostics; nothing
+stops at the first problem. The first three stages are per file and pure in
+the file's bytes, so their result is cached by content hash.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
+from typing import Any
 
+from reconciler.config import build, capacity, rules
+from reconciler.config.cache import FileCache, content_key
+from reconciler.config.documents import PackedLocs, RawDiag, pack_locs
 from reconciler.config.model import Config
-from reconciler.errors import Diagnostic
+from reconciler.config.resolve import aggregate_pools
+from reconciler.errors import ConfigError, Diagnostic, Severity
+
+DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# What one file yields, cached by content: ([(data, line, col, locs, valid)], diagnostics)
+FileResult = tuple[list[tuple[Any, int, int, PackedLocs, bool]], list[RawDiag]]
+
+
+def max_file_bytes() -> int:
+    try:
+        return int(os.environ.get("RECONCILER_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_FILE_BYTES
+
+
+def yaml_files(root: Path) -> list[Path]:
+    """Every *.yaml / *.yml below root, in a stable order, skipping hidden directories."""
+    found = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(directory, f) for f in sorted(filenames) if f.endswith(YAML_SUFFIXES)]
+    return found
 
 
 def check_config(
@@ -18,11 +54,104 @@ def check_config(
     `root`. `cache_dir`: where parsed+validated documents are cached by content
     hash (None: no on-disk cache). `commit`: recorded in Config.commit.
     """
-    raise NotImplementedError
+    root = Path(root)
+    if not root.is_dir():
+        return None, [Diagnostic(f"config directory {root} does not exist or is not a directory")]
+    cache = FileCache(cache_dir) if cache_dir is not None else None
+    diags: list[Diagnostic] = []
+    items: list[build.Built] = []
+    ghosts = rules.Ghosts()
+    documents = 0
+    for path in yaml_files(root):
+        rel = path.relative_to(root).as_posix()
+        docs, raw_diags = _file_result(path, cache)
+        diags += [Diagnostic(m, rel, line, col, p, Severity(s)) for line, col, p, m, s in raw_diags]
+        for data, line, col, locs, valid in docs:
+            documents += 1
+            if valid:
+                items.append(build.build(rel, data, line, col, locs))
+            else:
+                _remember(data, ghosts)
+    if documents == 0 and not diags:
+        return None, [Diagnostic(f"no YAML documents found under {root} "
+                                 "(looked for *.yaml and *.yml outside hidden directories)")]
+    config, found = rules.assemble(str(root.resolve()), items, commit)
+    diags += found
+    pools = list(aggregate_pools(config).values())
+    pooled = {source for pool in pools for source in pool.sources}
+    diags += rules.check(config, ghosts, pooled)
+    diags += capacity.check(config, pools)
+    diags.sort(key=Diagnostic.sort_key)
+    if any(d.severity is Severity.ERROR for d in diags):
+        return None, diags
+    return config, diags
 
 
 def load_config(
     root: Path | str, *, cache_dir: Path | None = None, commit: str | None = None
 ) -> Config:
     """Like check_config, but raises ConfigError carrying every error diagnostic."""
-    raise NotImplementedError
+    config, diags = check_config(root, cache_dir=cache_dir, commit=commit)
+    if config is None:
+        raise ConfigError([d for d in diags if d.severity is Severity.ERROR])
+    return config
+
+
+def _file_result(path: Path, cache: FileCache | None) -> FileResult:
+    """Parse and validate one file, or take the result from the cache."""
+    limit = max_file_bytes()
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return [], [(1, 1, "", "not a regular file; skipped", "error")]
+        if info.st_size > limit:
+            return [], [(1, 1, "", f"file is {info.st_size} bytes, over the limit of {limit} "
+                                   "(RECONCILER_MAX_FILE_BYTES); refused", "error")]
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        return [], [(1, 1, "", f"cannot read: {exc.strerror or exc}", "error")]
+    if len(raw) > limit:
+        return [], [(1, 1, "", f"file is over the limit of {limit} bytes; refused", "error")]
+    key = content_key(raw) if cache is not None else ""
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+    result = _process(raw)
+    if cache is not None:
+        cache.put(key, result)
+    return result
+
+
+def _process(raw: bytes) -> FileResult:
+    # yaml and jsonschema are imported only when a file is not in the cache
+    from reconciler.config import schema
+    from reconciler.config.parse import decode, parse_text
+
+    text, diags = decode(raw)
+    if text is None:
+        return [], diags
+    docs, diags = parse_text(text)
+    out = []
+    shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for doc in docs:
+        problems = schema.validate(doc)
+        diags += problems
+        out.append((doc.data, doc.line, doc.col, pack_locs(doc.locs, shapes), not problems))
+    return out, diags
+
+
+def _remember(data: Any, ghosts: rules.Ghosts) -> None:
+    """Note the identity of a document that failed its schema, so that references
+    to it are not reported again as dangling."""
+    if not isinstance(data, dict):
+        return
+    meta, spec = data.get("metadata"), data.get("spec")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str):
+        return
+    if data.get("kind") == "Account":
+        ghosts.accounts.add(name)
+    elif data.get("kind") == "Algorithm" and isinstance(spec, dict):
+        ghosts.algorithms.add(f"{spec.get('owner')}/{name}")

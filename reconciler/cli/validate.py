@@ -1,0 +1,88 @@
+"""`reconciler validate`: check a config repository and report every problem.
+
+Kept light on purpose (no rich, no kubernetes): it runs in CI on every pull
+request and as the first step of `make run`, and a repeat run on an
+unchanged repo should finish well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.cli.options import config_dir_argument
+from reconciler.config import check_config
+from reconciler.config.cache import default_cache_dir
+from reconciler.config.model import Config
+from reconciler.errors import Diagnostic, Severity
+
+
+@click.command("validate")
+@config_dir_argument
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+              show_default=True, help="text for people, json for tools, github for Actions.")
+@click.option("--no-cache", is_flag=True,
+              help="Parse and validate every file again (ignore the content-hash cache).")
+def command(config_dir: Path, fmt: str, no_cache: bool) -> None:
+    """Check CONFIG_DIR (default: .) against the schemas and the cross-document rules.
+
+    Every problem is reported in one run, each with file:line:col, the field
+    path and what was expected. Exit 0 when valid (warnings allowed), 1 when not.
+    """
+    cache_dir = None if no_cache else default_cache_dir()
+    config, diags = check_config(config_dir, cache_dir=cache_dir)
+    errors = [d for d in diags if d.severity is Severity.ERROR]
+    warnings = [d for d in diags if d.severity is Severity.WARNING]
+    out = sys.stdout
+    if fmt == "json":
+        out.write(json.dumps({
+            "valid": config is not None,
+            "documents": count_documents(config),
+            "errors": [d.to_json() for d in errors],
+            "warnings": [d.to_json() for d in warnings],
+        }, indent=2) + "\n")
+    elif fmt == "github":
+        out.write("".join(github_line(d) + "\n" for d in diags))
+    else:
+        out.write("".join(f"{d}\n" if d.severity is Severity.ERROR else f"warning: {d}\n"
+                          for d in diags))
+        out.write(summary(config, errors) + "\n")
+    out.flush()
+    if config is None:
+        sys.exit(1)
+
+
+def count_documents(config: Config | None) -> int:
+    if config is None:
+        return 0
+    return (len(config.accounts) + len(config.algorithms) + len(config.reservations)
+            + len(config.limits) + (config.settings.doc is not None))
+
+
+def summary(config: Config | None, errors: list[Diagnostic]) -> str:
+    if config is not None:
+        return f"✓ {count_documents(config)} documents valid"
+    files = len({d.file for d in errors if d.file}) or 1
+    return (f"✗ {len(errors)} error{'s' if len(errors) != 1 else ''} "
+            f"in {files} file{'s' if files != 1 else ''}")
+
+
+def _escape(value: str, prop: bool = False) -> str:
+    """GitHub workflow-command escaping (properties also escape ':' and ',')."""
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return value.replace(":", "%3A").replace(",", "%2C") if prop else value
+
+
+def github_line(d: Diagnostic) -> str:
+    level = "error" if d.severity is Severity.ERROR else "warning"
+    props = []
+    if d.file:
+        props.append(f"file={_escape(d.file, True)}")
+    if d.line:
+        props += [f"line={d.line}", f"col={d.col}"]
+    message = f"{d.path}: {d.message}" if d.path else d.message
+    return f"::{level} {','.join(props)}::{_escape(message)}".replace(f"::{level} ::",
+                                                                        f"::{level}::")
