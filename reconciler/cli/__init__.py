@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+
 import click
 
 from reconciler import __version__
@@ -73,8 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        # Usage errors exit 1, not click's 2: with --detailed-exitcode, 2 means
+        # "the plan has changes", and a typo must never read as that.
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)

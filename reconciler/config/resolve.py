@@ -152,6 +152,12 @@ def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
     caller may not make, are skipped: the rules report them. Pure.
     """
     pools: dict[PoolKey, PoolCount] = {}
+    _count_reservations(config, pools)
+    _apply_minimums(config, pools)
+    return pools
+
+
+def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None:
     for reservation in sorted(config.reservations.values(), key=lambda r: r.name):
         algorithm = config.algorithms.get(reservation.algorithm_ref)
         if algorithm is None or reservation.caller not in config.accounts:
@@ -173,6 +179,9 @@ def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
             pools[key] = replace(known, replicas=known.replicas + reservation.replicas,
                                  sources=known.sources + (reservation.name,),
                                  reasons=known.reasons + (reason,))
+
+
+def _apply_minimums(config: Config, pools: dict[PoolKey, PoolCount]) -> None:
     for limit in sorted(config.limits.values(), key=lambda lim: lim.name):
         if not limit.algorithm or not limit.minimum_parallel_capacity:
             continue
@@ -184,13 +193,12 @@ def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
             continue
         minimum = limit.minimum_parallel_capacity
         key = (algorithm.owner, algorithm.ref, version.commit)
+        source = f"CapacityLimit/{limit.name}"
         reason = f"capacity limit {limit.name} (minimumParallelCapacity {minimum})"
         known = pools.get(key)
         if known is None:
             pools[key] = PoolCount(algorithm.owner, algorithm, version, minimum,
-                                   (f"CapacityLimit/{limit.name}",), (reason,))
+                                   (source,), (reason,))
         elif known.replicas < minimum:
-            pools[key] = replace(known, replicas=minimum,
-                                 sources=known.sources + (f"CapacityLimit/{limit.name}",),
+            pools[key] = replace(known, replicas=minimum, sources=known.sources + (source,),
                                  reasons=known.reasons + (reason,))
-    return pools
