@@ -1,0 +1,86 @@
+"""`reconciler daemon`: watch a repository and reconcile continuously."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.cli.durations import Duration
+from reconciler.cli.options import code_data_options, resolve_state_dir, runtime_options
+
+BACKOFF_ENV = "RECONCILER_BACKOFF_MAX"
+
+
+def _positive(seconds: float, option: str) -> float:
+    if seconds <= 0:
+        raise click.BadParameter("must be greater than 0", param_hint=option)
+    return seconds
+
+
+@click.command("daemon")
+@click.option("--repo", required=True, metavar="URL_OR_PATH",
+              help="Git URL, path of a Git repository, or a plain directory (watched).")
+@click.option("--branch", default="main", show_default=True, help="Branch to track (Git).")
+@click.option("--path", "subdir", default="", metavar="SUBDIR",
+              help="Config directory inside the repository (monorepos).")
+@click.option("--interval", type=Duration(), default="30s", show_default=True,
+              help="Poll interval (±10 % jitter).")
+@click.option("--resync", type=Duration(), default="5m", show_default=True,
+              help="Full resync period: re-applies even when nothing moved (drift).")
+@runtime_options
+@click.option("--listen", default="127.0.0.1:8080", show_default=True,
+              help="HOST:PORT for /healthz /readyz /metrics /status /webhook (port 0: any).")
+@code_data_options
+@click.option("--wait-timeout", type=Duration(), default="300s", show_default=True,
+              help="How long a pass waits for new pools to become ready.")
+@click.option("--allow-mass-delete", is_flag=True, help="Apply plans over the deletion limits.")
+@click.option("--allow-reduced-capacity", is_flag=True,
+              help="Replace replicas in place when the surge does not fit the nodes.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--backoff-max", type=Duration(), default="5m", envvar=BACKOFF_ENV,
+              show_default=True, help=f"Cap of the retry backoff [env {BACKOFF_ENV}].")
+@click.option("--once", is_flag=True,
+              help="Run one pass and exit with its result (0 applied/unchanged, 1 otherwise).")
+def command(repo: str, branch: str, subdir: str, interval: float, resync: float, runtime: str,
+            state_dir: Path | None, kubeconfig: Path | None, kube_context: str | None,
+            listen: str, data_root: Path | None, code_root: Path | None, wait_timeout: float,
+            allow_mass_delete: bool, allow_reduced_capacity: bool, log_format: str,
+            backoff_max: float, once: bool) -> None:
+    """Watch a config repository and reconcile on every change and on a schedule.
+
+    \b
+    --repo is one of:
+      a Git URL (https://, ssh://, git@host:path) or a path of a clean Git
+      repository: the branch is fetched into STATE/git/ and checked out there,
+      never in your checkout;
+      a plain directory (or a subdirectory / uncommitted Git work tree):
+      watched for file changes.
+    A commit that fails validation, or whose plan is refused, is never
+    applied: the last good commit stays applied and /status names the
+    failing commit. Git and runtime errors are retried with backoff.
+
+    \b
+    Credentials (never logged): RECONCILER_GIT_SSH_KEY (an SSH key file) or
+    GIT_SSH_COMMAND; RECONCILER_GIT_TOKEN (HTTPS token).
+    Webhook: RECONCILER_WEBHOOK_SECRET, the GitHub webhook secret.
+    """
+    from reconciler.daemon.passes import PassSettings
+    from reconciler.daemon.service import DaemonOptions, run_daemon
+
+    passes = PassSettings(
+        runtime=runtime, state_dir=resolve_state_dir(state_dir).resolve(),
+        kubeconfig=kubeconfig, context=kube_context,
+        data_root=data_root.resolve() if data_root else None,
+        code_root=code_root.resolve() if code_root else None,
+        wait_timeout=wait_timeout,
+        allow_mass_delete=allow_mass_delete, allow_reduced_capacity=allow_reduced_capacity)
+    options = DaemonOptions(
+        repo=repo, branch=branch, path=subdir, interval=_positive(interval, "--interval"),
+        resync=_positive(resync, "--resync"), backoff_max=_positive(backoff_max, "--backoff-max"),
+        listen=listen, log_format=log_format, once=once, passes=passes)
+    code = run_daemon(options)
+    if code:
+        sys.exit(code)  # not click's Exit: `python -m reconciler` ignores main()'s result

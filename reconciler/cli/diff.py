@@ -1,0 +1,125 @@
+"""`reconciler diff BASE_REF HEAD_REF`: the plan between two commits of the config repo.
+
+This is what a pull-request workflow posts as a comment: no runtime is
+involved, the base commit's desired state plays the live state. Each ref's
+tree is exported with `git archive` into a temp directory, so the user's
+checkout (its index, work tree and worktree list) is never touched.
+An invalid HEAD fails the command with its diagnostics; an invalid BASE (an
+older commit that was broken) is planned against as if empty, with a warning.
+"""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import click
+
+from reconciler.config.model import Config
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.states import DesiredState, LiveState
+
+FORMATS = ("text", "markdown", "json")
+
+
+def _resolve(repo: object, ref: str) -> str:
+    import git
+
+    assert isinstance(repo, git.Repo)
+    try:
+        return str(repo.commit(ref).hexsha)
+    except (git.BadName, git.BadObject, ValueError, git.GitCommandError):
+        raise ReconcilerError(f"unknown Git ref {ref!r} in {repo.working_dir}") from None
+
+
+def _export(repo: object, sha: str, into: Path) -> None:
+    """The commit's tree as plain files under `into` (no .git, nothing checked out)."""
+    import git
+
+    assert isinstance(repo, git.Repo)
+    archive = into.parent / f"{into.name}.tar"
+    try:
+        with archive.open("wb") as stream:
+            repo.git.archive("--format=tar", sha, output_stream=stream)
+    except git.GitCommandError as exc:
+        raise ReconcilerError(f"cannot export {sha[:12]}: {exc.stderr or exc}") from None
+    into.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    archive.unlink()
+
+
+def _load(root: Path, subdir: str, sha: str) -> Config:
+    from reconciler.config import load_config
+
+    config_dir = root / subdir if subdir else root
+    if not config_dir.is_dir():
+        from reconciler.errors import Diagnostic
+
+        raise ConfigError([Diagnostic(f"--path {subdir}: no such directory at {sha[:12]}")])
+    return load_config(config_dir, commit=sha)
+
+
+def _compile(config: Config) -> DesiredState:
+    from reconciler.desired import compile_config
+
+    return compile_config(config)
+
+
+@click.command("diff")
+@click.argument("base_ref")
+@click.argument("head_ref")
+@click.option("--repo", "repo_path", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="The config repository (Git).")
+@click.option("--path", "subdir", default="", metavar="SUBDIR",
+              help="Config directory inside the repository.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="markdown is the pull-request comment.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Do not report a change over the deletion limits as an error.")
+def command(base_ref: str, head_ref: str, repo_path: Path, subdir: str, fmt: str,
+            detailed_exitcode: bool, allow_mass_delete: bool) -> None:
+    """Plan the change from BASE_REF to HEAD_REF of a config repository.
+
+    Both commits are validated and compiled; the plan turns BASE's warm pools
+    into HEAD's, exactly as `plan` would on a runtime that runs BASE (capacity
+    placement on nodes is not checked: no runtime is involved). A pull-request
+    workflow runs `reconciler diff origin/main HEAD --format markdown`.
+
+    Exit codes: 0 (no changes, or changes without --detailed-exitcode); 2 changes
+    with --detailed-exitcode; 1 HEAD is invalid or the change is refused.
+    """
+    import git
+
+    from reconciler.cli.plan import exit_code, print_plan
+    from reconciler.plan import make_plan
+
+    try:
+        repo = git.Repo(repo_path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ReconcilerError(f"--repo {repo_path}: not a Git repository") from None
+    subdir = subdir.strip("/")
+    with repo, tempfile.TemporaryDirectory(prefix="reconciler-diff-") as tmp:
+        base_sha, head_sha = _resolve(repo, base_ref), _resolve(repo, head_ref)
+        _export(repo, base_sha, Path(tmp) / "base")
+        _export(repo, head_sha, Path(tmp) / "head")
+        head = _load(Path(tmp) / "head", subdir, head_sha)
+        try:
+            base = _compile(_load(Path(tmp) / "base", subdir, base_sha))
+        except ConfigError as exc:
+            click.echo(f"warning: base {base_ref} ({base_sha[:12]}) is invalid "
+                       f"({len(exc.diagnostics)} errors); planning against an empty base",
+                       err=True)
+            base = DesiredState()
+        live = LiveState(tenants=base.tenants, quotas=base.quotas, pools=base.pools,
+                         revision=f"base:{base_sha}")
+        plan = make_plan(_compile(head), live, None, runtime="diff",
+                         safety=head.settings.safety, source_path=subdir or ".",
+                         source_commit=head_sha, allow_mass_delete=allow_mass_delete)
+    print_plan(plan, fmt)
+    code = exit_code(plan, detailed_exitcode)
+    if code:
+        sys.exit(code)  # not click's Exit: `python -m reconciler` ignores main()'s result

@@ -1,0 +1,182 @@
+"""What one daemon pass does to a snapshot: load, validate, plan, guard, apply, record.
+
+The loop decides when; this decides what. It is the same pipeline as
+`reconciler apply --auto-approve` (pipeline.plan_config, then apply.execute),
+so the daemon never applies anything a human running `plan` would not see.
+Around the whole pass it holds state_dir/apply.lock, so a manual `apply` and
+the daemon never interleave their writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.config import load_config
+from reconciler.config.model import Config
+from reconciler.daemon.state import APPLIED, FAILED, REFUSED, UNCHANGED, Outcome
+from reconciler.errors import ConfigError, Diagnostic
+from reconciler.runtimes.base import Runtime
+from reconciler.runtimes.local.lock import StateLock
+from reconciler.sources.base import Snapshot
+from reconciler.states import LiveState
+
+log = logging.getLogger("reconciler.daemon.pass")
+MAX_REASONS = 5
+
+
+@dataclass
+class PassSettings:
+    runtime: str = "local"
+    state_dir: Path = Path(".reconciler")
+    kubeconfig: Path | None = None
+    context: str | None = None
+    data_root: Path | None = None
+    code_root: Path | None = None
+    wait_timeout: float = 300.0
+    allow_mass_delete: bool = False
+    allow_reduced_capacity: bool = False
+    lock_timeout: float = 10.0
+
+
+def pools_summary(live: LiveState) -> dict[str, Any]:
+    """Warm replicas wanted and ready, in total and per pool: /status and the gauges."""
+    items = []
+    for pool in live.pools:
+        status = live.status.get(pool.id)
+        items.append({
+            "id": pool.id, "caller": pool.caller, "algorithm": pool.algorithm,
+            "version": pool.version, "replicas": pool.replicas,
+            "ready": status.ready if status else 0,
+            "error": status.error if status else None,
+        })
+    return {"desired": sum(i["replicas"] for i in items),
+            "ready": sum(i["ready"] for i in items), "items": items}
+
+
+def _reasons(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic]) -> str:
+    lines = [str(d) for d in diagnostics[:MAX_REASONS]]
+    if len(diagnostics) > MAX_REASONS:
+        lines.append(f"... and {len(diagnostics) - MAX_REASONS} more")
+    return "; ".join(lines)
+
+
+def _log_entry(entry: Any) -> None:
+    """One line per finished action, tagged with the pass and commit like every line."""
+    level = logging.WARNING if str(entry.outcome) in ("failed", "deferred") else logging.INFO
+    log.log(level, "%s %s %s: %s%s", entry.op, entry.kind, entry.action_id, entry.outcome,
+            f" ({entry.message})" if entry.message else "")
+
+
+class PipelinePass:
+    """The `reconcile` callable the loop runs: Snapshot -> Outcome."""
+
+    def __init__(self, settings: PassSettings) -> None:
+        self.settings = settings
+        self._roots_saved: Path | None = None
+
+    def __call__(self, snapshot: Snapshot) -> Outcome:
+        config_dir = snapshot.config_dir
+        if not config_dir.is_dir():
+            raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
+                                          f"exist at {snapshot.short}")])
+        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit)
+        lock = StateLock(self.settings.state_dir / "apply.lock", "reconciler daemon")
+        lock.acquire(timeout=self.settings.lock_timeout)
+        try:
+            runtime = self._open_runtime(config, config_dir)
+            try:
+                return self._plan_and_apply(config, config_dir, snapshot, runtime)
+            finally:
+                runtime.close()
+        finally:
+            lock.release()
+
+    def _plan_and_apply(self, config: Config, config_dir: Path, snapshot: Snapshot,
+                        runtime: Runtime) -> Outcome:
+        from reconciler.apply import execute
+        from reconciler.pipeline import plan_config
+
+        s = self.settings
+        planned = plan_config(config_dir, runtime, commit=snapshot.commit, config=config,
+                              allow_mass_delete=s.allow_mass_delete,
+                              allow_reduced_capacity=s.allow_reduced_capacity)
+        plan = planned.plan
+        summary = dict(plan.summary)
+        if not plan.applyable:
+            return Outcome(REFUSED, summary, error="plan refused: " + _reasons(plan.errors),
+                           pools=pools_summary(planned.live))
+        if plan.empty:
+            self._save_roots(runtime, config_dir)
+            return Outcome(UNCHANGED, summary, pools=pools_summary(planned.live))
+        log.info("applying %s", ", ".join(f"{n} {op}" for op, n in summary.items() if n),
+                 extra={"summary": summary})
+        # The same journal as `reconciler apply`: an apply interrupted by a crash or
+        # a forced stop is reported, and resumed, by whichever runs next.
+        result = execute(plan, runtime, wait_timeout=s.wait_timeout, journal_dir=s.state_dir,
+                         progress=_log_entry)
+        record = getattr(runtime, "record_apply", None)
+        if record is not None:
+            record(result.to_json(), snapshot.commit)
+            self._roots_saved = config_dir
+        pools = pools_summary(runtime.observe())
+        deferred = len(getattr(result, "deferred", ()) or ())
+        if not result.ok:
+            failed = list(getattr(result, "failed", ()) or ())
+            why = "; ".join(f"{e.op} {e.kind} {e.action_id}: {e.message}"
+                            for e in failed[:MAX_REASONS]) or "apply failed"
+            return Outcome(FAILED, summary, error=why, retry=True, deferred=deferred,
+                           pools=pools)
+        if deferred:
+            log.info("%d action(s) deferred until new pools are ready", deferred)
+        return Outcome(APPLIED, summary, deferred=deferred, pools=pools)
+
+    def _open_runtime(self, config: Config, config_dir: Path) -> Runtime:
+        s = self.settings
+        data_root = s.data_root or config_dir / "data"
+        code_root = s.code_root or config_dir / "src"
+        if s.runtime == "local":
+            from reconciler.runtimes.local.runtime import LocalRuntime
+
+            return LocalRuntime(s.state_dir, settings=config.settings, data_root=data_root,
+                                code_root=code_root, config_dir=config_dir)
+        from reconciler.runtimes import open_runtime
+
+        return open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
+                            data_root=data_root, code_root=code_root,
+                            kubeconfig=s.kubeconfig, context=s.context)
+
+    def observe(self) -> LiveState:
+        """A read of the runtime outside any pass (the pools on /status and the gauges)."""
+        from reconciler.config.model import Settings
+
+        s = self.settings
+        if s.runtime == "local":
+            from reconciler.runtimes.local.runtime import LocalRuntime
+
+            runtime: Runtime = LocalRuntime(s.state_dir)
+        else:
+            from reconciler.runtimes import open_runtime
+
+            runtime = open_runtime(s.runtime, state_dir=s.state_dir, settings=Settings(),
+                                   kubeconfig=s.kubeconfig, context=s.context)
+        try:
+            return runtime.observe()
+        finally:
+            runtime.close()
+
+    def _save_roots(self, runtime: Runtime, config_dir: Path) -> None:
+        """Tell the agent where this config's data and code are, once per directory."""
+        save = getattr(runtime, "save_roots", None)
+        if save is not None and self._roots_saved != config_dir:
+            save()
+            self._roots_saved = config_dir
+
+    def _cache_dir(self) -> Path | None:
+        try:
+            from reconciler.config.cache import default_cache_dir
+        except ImportError:
+            return None
+        return default_cache_dir()

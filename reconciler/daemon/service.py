@@ -1,0 +1,201 @@
+"""The daemon process: locks, source, agent, server, loop, signals, shutdown.
+
+One daemon per state directory (state_dir/daemon.lock, held for the whole
+life of the process). With the local runtime the agent runs in this
+process, so `reconciler daemon --repo DIR` is the whole product on one
+machine. Shutdown on SIGTERM/SIGINT lets the current pass finish its current
+action, stops the agent (which terminates every worker process), closes the
+server, releases the locks and exits 0; a second signal forces the exit,
+still stopping the workers first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from reconciler.daemon.logs import setup_logging
+from reconciler.daemon.loop import Loop
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.passes import PassSettings, PipelinePass
+from reconciler.daemon.probe import PoolsProbe
+from reconciler.daemon.server import Endpoints, Server
+from reconciler.daemon.state import GOOD, DaemonState, now_iso
+from reconciler.daemon.webhook import SECRET_ENV
+from reconciler.errors import ReconcilerError
+from reconciler.runtimes.local.lock import StateLock
+from reconciler.sources import DirectorySource, open_source
+from reconciler.sources.credentials import register_secret
+
+log = logging.getLogger("reconciler.daemon")
+STOP_GRACE = 30.0  # seconds the current pass gets to finish once the agent is stopped
+
+
+@dataclass
+class DaemonOptions:
+    repo: str
+    branch: str = "main"
+    path: str = ""
+    interval: float = 30.0
+    resync: float = 300.0
+    backoff_max: float = 300.0
+    listen: str = "127.0.0.1:8080"
+    log_format: str = "text"
+    once: bool = False
+    passes: PassSettings = field(default_factory=PassSettings)
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        self.state_dir = options.passes.state_dir
+        self._stop = threading.Event()
+        self._signals = 0
+        self._agent: Any = None
+
+    def run(self) -> int:
+        """Run until a signal (or, with --once, one pass); the exit code."""
+        setup_logging(self.options.log_format)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        daemon_lock = StateLock(self.state_dir / "daemon.lock", "reconciler daemon")
+        daemon_lock.acquire(timeout=0.0)
+        try:
+            return self._run_locked()
+        finally:
+            daemon_lock.release()
+
+    def _run_locked(self) -> int:
+        opts = self.options
+        self._preflight()
+        source, why = open_source(opts.repo, branch=opts.branch, path=opts.path,
+                                  cache_root=self.state_dir / "git")
+        if isinstance(source, DirectorySource):
+            log.info("watching directory %s (it is %s)", source.location, why)
+        else:
+            log.info("tracking branch %s of %s with Git (it is %s)", opts.branch,
+                     source.location, why)
+        branch = None if isinstance(source, DirectorySource) else opts.branch
+        state = DaemonState(repo=source.location, branch=branch, path=opts.path,
+                            mode=source.kind)
+        metrics = Metrics()
+        reconcile = PipelinePass(opts.passes)
+        probe = PoolsProbe(reconcile.observe, state, metrics)
+        loop = Loop(source, reconcile, state, metrics, interval=opts.interval,
+                    resync=opts.resync, backoff_max=opts.backoff_max)
+        try:
+            if opts.once:
+                record = loop.run_pass("once")
+                return 0 if record.result in GOOD else 1
+            return self._serve(source, loop, state, metrics, branch, probe)
+        finally:
+            source.close()
+
+    def _serve(self, source: Any, loop: Loop, state: DaemonState, metrics: Metrics,
+               branch: str | None, probe: PoolsProbe) -> int:
+        secret = os.environ.get(SECRET_ENV) or None
+        register_secret(secret)
+        if not secret:
+            log.warning("%s is not set: POST /webhook refuses every delivery with 401",
+                        SECRET_ENV)
+        thread = threading.Thread(target=loop.run, name="loop", daemon=True)
+        endpoints = Endpoints(state=state, metrics=metrics, alive=thread.is_alive,
+                              trigger=loop.trigger, secret=secret, branch=branch,
+                              refresh=probe.refresh)
+        try:
+            server = Server(self.options.listen, endpoints)
+        except (OSError, ValueError) as exc:
+            raise ReconcilerError(f"cannot listen on {self.options.listen}: {exc}") from None
+        self._start_agent()
+        server.start()
+        self._write_info(server.address, source.location)
+        log.info("serving on http://%s (healthz, readyz, metrics, status, webhook)",
+                 server.address)
+        if isinstance(source, DirectorySource):
+            source.start_watch(lambda what: loop.trigger(f"file change ({what})"))
+        previous = self._install_signals(loop)
+        thread.start()
+        try:
+            while thread.is_alive() and not self._stop.wait(0.2):
+                pass
+        finally:
+            self._shutdown(loop, thread, server)
+            self._restore_signals(previous)
+        return 0
+
+    def _shutdown(self, loop: Loop, thread: threading.Thread, server: Server) -> None:
+        log.info("stopping: letting the current pass finish its current action")
+        loop.stop()
+        thread.join(timeout=2.0)
+        self._stop_agent()  # a pass waiting for readiness now gives up at once (deferred)
+        thread.join(timeout=STOP_GRACE)
+        if thread.is_alive():
+            log.warning("the current pass did not finish within %.0fs; exiting anyway",
+                        STOP_GRACE)
+        server.close()
+        (self.state_dir / "daemon.json").unlink(missing_ok=True)
+        log.info("stopped")
+
+    def _preflight(self) -> None:
+        """Fail at start-up, not in every pass, when the runtime cannot be opened at all."""
+        settings = self.options.passes
+        if settings.runtime == "local":
+            return
+        from reconciler.runtimes import open_runtime
+
+        open_runtime(settings.runtime, state_dir=self.state_dir, kubeconfig=settings.kubeconfig,
+                     context=settings.context).close()
+
+    def _start_agent(self) -> None:
+        if self.options.passes.runtime != "local":
+            return
+        from reconciler.runtimes.local.agent import Agent
+
+        self._agent = Agent(self.state_dir)
+        self._agent.start()
+        log.info("local agent started (it runs the warm worker processes)")
+
+    def _stop_agent(self, timeout: float = 10.0) -> None:
+        """Stop the agent and its workers. Idempotent: the forced exit of a second
+        signal calls it again even if a first stop was interrupted half-way."""
+        if self._agent is not None:
+            self._agent.stop(timeout=timeout)
+            log.info("local agent stopped; its worker processes are gone")
+
+    def _write_info(self, address: str, repo: str) -> None:
+        """state_dir/daemon.json: where the daemon listens, for tests and operators."""
+        info = {"pid": os.getpid(), "listen": address, "url": f"http://{address}",
+                "startedAt": now_iso(), "repo": repo}
+        tmp = self.state_dir / "daemon.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(self.state_dir / "daemon.json")
+
+    def _install_signals(self, loop: Loop) -> dict[int, Any]:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self._signals += 1
+            if self._signals == 1:
+                log.info("received %s", signal.Signals(signum).name)
+                loop.stop()
+                self._stop.set()
+                return
+            log.warning("second signal: forcing exit")
+            self._stop_agent(timeout=5.0)
+            os._exit(130)
+
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, handle)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    return Daemon(options).run()

@@ -1,0 +1,69 @@
+"""What a config source hands the daemon: a checked-out directory and its identity.
+
+Two kinds of source exist (a Git repository tracked by clone + fetch, and a
+plain directory watched for changes); the daemon loop treats them alike
+through `Source.fetch()`, so the loop never knows where files come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One version of the config, ready to load.
+
+    `config_dir` is where the config's files are (the --path subdirectory of a
+    checkout); `root` is the checkout's top (data/ and src/ default below
+    `config_dir`). `commit` is the Git commit (None for a plain directory);
+    `revision` always identifies the content: the commit, or a content hash."""
+
+    config_dir: Path
+    revision: str
+    commit: str | None = None
+
+    @property
+    def short(self) -> str:
+        """A short form for logs and status lines."""
+        if self.commit:
+            return self.commit[:12]
+        return self.revision
+
+
+class Source(Protocol):
+    @property
+    def kind(self) -> str:
+        """"git" or "directory"."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """The repository URL (credentials removed) or the directory."""
+        ...
+
+    @property
+    def branch(self) -> str | None: ...
+
+    @property
+    def path(self) -> str:
+        """The --path subdirectory, "" for the top."""
+        ...
+
+    def fetch(self) -> Snapshot:
+        """Learn the newest revision (Git: fetch the branch) without changing the
+        files the runtime uses. Raises SourceError when it cannot be read (the
+        loop retries with backoff)."""
+        ...
+
+    def checkout(self, revision: str) -> Snapshot | None:
+        """Put a revision's files in `config_dir` (Git: check the commit out), or
+        None when the source cannot (a plain directory holds the user's files, and
+        only its current content exists)."""
+        ...
+
+    def close(self) -> None:
+        """Stop any watcher; release resources."""
+        ...

@@ -1,0 +1,120 @@
+"""A Git repository tracked by clone + fetch, checked out into a private worktree.
+
+The daemon never touches the user's checkout: it keeps its own repository
+under the state directory (state_dir/git/<hash of url>/worktree), fetches the
+tracked branch with `--force` into a remote-tracking ref and checks out the
+fetched commit detached, then `clean -ffdx`. Always using the fetched ref
+(never merging) is what makes force-pushes and rewritten history harmless:
+the worktree simply moves to whatever the remote branch points at now.
+The worktree path stays the same across commits, so the local runtime's
+data and code roots (worktree/<path>/data, /src) are stable for its workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import git
+
+from reconciler.errors import SourceError
+from reconciler.sources.base import Snapshot
+from reconciler.sources.credentials import git_environment, redact, redact_url
+
+FETCH_TIMEOUT = 120.0  # seconds; a hung network fetch is killed and retried with backoff
+
+
+class GitSource:
+    """Tracks `branch` of `url` (a URL or a local repository path)."""
+
+    kind = "git"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        branch: str = "main",
+        path: str = "",
+        cache_root: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self.branch = branch
+        self.path = path.strip("/")
+        self.location = redact_url(url)
+        self.env = dict(os.environ if env is None else env)
+        key = hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
+        self.cache = cache_root / key
+        self.worktree = self.cache / "worktree"
+        self._repo: git.Repo | None = None
+
+    def fetch(self) -> Snapshot:
+        """Fetch the branch; the snapshot of its head (not checked out yet: the
+        loop checks out only commits it is going to reconcile)."""
+        repo = self._open()
+        refspec = f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"
+        try:
+            with repo.git.custom_environment(**git_environment(self.env, self.url)):
+                repo.git.fetch(
+                    "--force", "--no-tags", "--quiet", self.url, refspec,
+                    kill_after_timeout=FETCH_TIMEOUT,
+                )
+        except git.GitCommandError as exc:
+            raise SourceError(self._fetch_message(exc)) from None
+        commit = self._resolve(repo, f"refs/remotes/origin/{self.branch}")
+        return Snapshot(config_dir=self.config_dir, revision=commit, commit=commit)
+
+    @property
+    def config_dir(self) -> Path:
+        return self.worktree / self.path if self.path else self.worktree
+
+    def checkout(self, revision: str) -> Snapshot:
+        """Make the worktree exactly `revision` (a fetched commit, the head or an
+        earlier one): no local change, no stray file survives."""
+        repo = self._open()
+        try:
+            repo.git.checkout("--detach", "--force", "--quiet", revision)
+            repo.git.clean("-ffdxq")
+        except git.GitCommandError as exc:
+            raise SourceError(f"cannot check out {revision[:12]}: {_stderr(exc)}") from None
+        return Snapshot(config_dir=self.config_dir, revision=revision, commit=revision)
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    def _open(self) -> git.Repo:
+        if self._repo is None:
+            try:
+                if (self.worktree / ".git").is_dir():
+                    self._repo = git.Repo(self.worktree)
+                else:
+                    self.worktree.mkdir(parents=True, exist_ok=True)
+                    self._repo = git.Repo.init(self.worktree)
+            except (git.GitError, OSError) as exc:
+                raise SourceError(f"cannot prepare the Git cache {self.cache}: {exc}") from None
+        return self._repo
+
+    def _resolve(self, repo: git.Repo, ref: str) -> str:
+        try:
+            return str(repo.git.rev_parse("--verify", f"{ref}^{{commit}}"))
+        except git.GitCommandError as exc:
+            raise SourceError(f"cannot resolve {ref}: {_stderr(exc)}") from None
+
+    def _fetch_message(self, exc: git.GitCommandError) -> str:
+        stderr = _stderr(exc)
+        if "couldn't find remote ref" in stderr:
+            return f"branch {self.branch!r} not found in {self.location}"
+        return f"cannot fetch branch {self.branch!r} from {self.location}: {stderr}"
+
+
+def _stderr(exc: git.GitCommandError) -> str:
+    """The useful part of a git failure, redacted, on one line."""
+    text = str(exc.stderr or exc).strip()
+    if text.startswith("stderr:"):
+        text = text[len("stderr:"):].strip()
+    lines = [line.strip().strip("'") for line in text.splitlines() if line.strip()]
+    return redact(" | ".join(lines)) or f"git exited with {exc.status}"
