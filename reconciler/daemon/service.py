@@ -83,6 +83,7 @@ class Daemon:
         branch = None if isinstance(source, DirectorySource) else opts.branch
         state = DaemonState(repo=source.location, branch=branch, path=opts.path,
                             mode=source.kind)
+        state.last_applied = self._applied_before()
         metrics = Metrics()
         reconcile = PipelinePass(opts.passes)
         probe = PoolsProbe(reconcile.observe, state, metrics)
@@ -95,6 +96,26 @@ class Daemon:
             return self._serve(source, loop, state, metrics, branch, probe)
         finally:
             source.close()
+
+    def _applied_before(self) -> str | None:
+        """The commit the last successful apply on this state came from.
+
+        A restarted daemon must know its last good commit: with a bad head it
+        puts that commit's files back in the worktree (so workers never start
+        from a bad commit's code or data) and re-applies it on resync."""
+        if self.options.passes.runtime != "local":
+            return None
+        from reconciler.runtimes.local.runtime import LocalRuntime
+
+        runtime = LocalRuntime(self.state_dir)
+        try:
+            last = runtime.report().get("lastApply")
+        finally:
+            runtime.close()
+        if not last or not last.get("ok") or not last.get("sourceCommit"):
+            return None
+        log.info("the last apply on this state came from %s", str(last["sourceCommit"])[:12])
+        return str(last["sourceCommit"])
 
     def _serve(self, source: Any, loop: Loop, state: DaemonState, metrics: Metrics,
                branch: str | None, probe: PoolsProbe) -> int:

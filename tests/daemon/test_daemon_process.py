@@ -60,8 +60,9 @@ def test_commits_invalid_configs_fixes_and_drift(repo: GitRepo, tmp_path: Path) 
         assert status["lastAppliedCommit"] == scaled
         assert status["lastFailedCommit"]["result"] == "invalid"
         assert "replicas" in status["lastFailedCommit"]["reason"]
-        time.sleep(1.5)  # a few polls: the bad commit must stay unapplied
-        status = daemon.status()
+        seen = len(status["history"])
+        status = daemon.wait_status(lambda s: len(s["history"]) >= seen + 2, 5,
+                                    "two more polls of the bad commit")
         assert status["lastAppliedCommit"] == scaled and pools_ready(status, 2)
 
         write_config(repo.work, replicas=1)
@@ -85,6 +86,32 @@ def test_commits_invalid_configs_fixes_and_drift(repo: GitRepo, tmp_path: Path) 
         assert daemon.stop() == 0, daemon.output()
     assert daemon.workers_seen, "the test saw worker processes"
     assert not (tmp_path / "state" / "daemon.json").exists()
+
+
+def test_a_restarted_daemon_keeps_the_last_good_commit(repo: GitRepo, tmp_path: Path) -> None:
+    """After a restart with a bad head, the last good commit's files are put back."""
+    args = ["--repo", str(repo.remote), "--interval", "1s", "--resync", "1h"]
+    daemon = DaemonProcess(args, tmp_path / "state").started()
+    try:
+        good = daemon.wait_status(lambda s: s["lastAppliedCommit"], 20, "first commit applied")
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    good_model = (repo.work / "src" / "wc.py").read_text()
+    write_config(repo.work, replicas=0)
+    (repo.work / "src" / "wc.py").write_text("raise SystemExit('bad code')\n")
+    bad = repo.commit("invalid: zero replicas, broken code")
+
+    daemon = DaemonProcess(args, tmp_path / "state").started()
+    try:
+        status = daemon.wait_status(lambda s: (s["lastFailedCommit"] or {}).get("commit") == bad,
+                                    20, "the bad head is named")
+        assert status["lastAppliedCommit"] == good["lastAppliedCommit"]
+        worktrees = list((tmp_path / "state" / "git").glob("*/worktree"))
+        assert len(worktrees) == 1
+        assert (worktrees[0] / "src" / "wc.py").read_text() == good_model
+        daemon.wait_status(lambda s: pools_ready(s, 1), 20, "the good pool keeps serving")
+    finally:
+        assert daemon.stop() == 0, daemon.output()
 
 
 def test_webhooks_and_force_pushes(repo: GitRepo, tmp_path: Path) -> None:
