@@ -29,8 +29,7 @@ def open_runtime(
             state_dir, settings=settings or Settings(), data_root=data_root, code_root=code_root
         )
     if name == "kubernetes":
-        raise ReconcilerError(
-            "the kubernetes runtime is not available in this version; use --runtime local, "
-            "or `reconciler render` to produce manifests"
-        )
+        from reconciler.runtimes.kubernetes.runtime import KubernetesRuntime
+
+        return KubernetesRuntime(settings or Settings(), kubeconfig=kubeconfig, context=context)
     raise ReconcilerError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")

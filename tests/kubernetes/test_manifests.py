@@ -1,0 +1,161 @@
+"""Manifests (pure) checked against the official schemas, and `reconciler render`.
+
+kubernetes-validate ships schemas from 1.25 on; Namespace, ResourceQuota
+and apps/v1 Deployment have not changed in the fields used here since 1.20,
+the envtest server's version (which accepts them too: see the runtime tests).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubekit import desired_of, reconciler, write_config
+
+from reconciler.config.model import KubernetesSettings
+from reconciler.runtimes.kubernetes import manifests as m
+from reconciler.states import Quota, Tenant, WarmPool, pool_id
+
+SCHEMA_VERSION = "1.25.0"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SETTINGS = KubernetesSettings(
+    namespace_prefix="acct-", gpu_node_selector={"accelerator": "nvidia"},
+    gpu_tolerations=({"key": m.GPU, "operator": "Exists", "effect": "NoSchedule"},))
+
+
+def make_pool(caller: str = "alice", owner: str = "acme", name: str = "sentiment",
+              **changes: object) -> WarmPool:
+    commit = "0123456789abcdef" * 2 + "01234567"
+    values: dict[str, object] = dict(
+        id=pool_id(caller, owner, name, commit), caller=caller, owner=owner, name=name,
+        commit=commit, version="1.0.0", replicas=2, processor="cpu", cpu="0.5",
+        memory="512Mi", gpu=0, image="registry.example/img:1", entrypoint="mod:apply",
+        model_path="data://acme/m/model.json", model_digest="sha256:" + "ab" * 32,
+        sources=("alice-sentiment",), reason="reservation alice-sentiment")
+    values.update(changes)
+    return WarmPool(**values)  # type: ignore[arg-type]
+
+
+def validate(obj: dict) -> None:
+    kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+
+
+def test_every_kind_is_valid_against_the_schemas() -> None:
+    gpu_pool = make_pool(name="vision", processor="gpu", gpu=2)
+    for obj in (m.namespace_manifest("alice", SETTINGS, Tenant("alice")),
+                m.namespace_manifest("acme", SETTINGS),
+                m.quota_manifest(Quota("alice", 5, 2, "lim"), SETTINGS),
+                m.deployment_manifest(make_pool(), SETTINGS),
+                m.deployment_manifest(gpu_pool, SETTINGS, in_place=True)):
+        validate(obj)
+    rolling = m.deployment_manifest(gpu_pool, SETTINGS, in_place=True)["spec"]["strategy"]
+    assert rolling["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}  # no room to surge
+    spec = m.deployment_manifest(gpu_pool, SETTINGS)["spec"]["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"][m.GPU] == "2"
+    assert spec["nodeSelector"] == {"accelerator": "nvidia"}
+    assert spec["tolerations"] == [dict(SETTINGS.gpu_tolerations[0])]
+
+
+def test_names_and_labels_stay_valid_for_the_longest_names() -> None:
+    long = "a" + "-b" * 31  # 63 characters, the longest config name
+    pool = make_pool(caller=long, owner=long.replace("a", "o", 1), name=long.replace("a", "n", 1))
+    twin = make_pool(caller=long, owner=long.replace("a", "p", 1), name=long.replace("a", "n", 1))
+    deployment = m.deployment_manifest(pool, SETTINGS)
+    validate(deployment)
+    validate(m.namespace_manifest(long, SETTINGS, Tenant(long)))
+    meta = deployment["metadata"]
+    assert DNS_LABEL.match(meta["name"]) and len(meta["name"]) <= 63
+    assert DNS_LABEL.match(meta["namespace"]) and len(meta["namespace"]) <= 63
+    assert meta["name"] != m.deployment_name(twin.id)  # same name, other owner
+    assert meta["annotations"][m.POOL_ANNOTATION] == pool.id
+    for value in meta["labels"].values():
+        assert len(value) <= 63 and re.match(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$",
+                                             value)
+    assert m.label_value(pool.id) != m.label_value(twin.id)
+
+
+@pytest.mark.parametrize("pool", [make_pool(), make_pool(processor="gpu", gpu=1, version=None,
+                                                         visibility="unpublished")])
+def test_a_deployment_reads_back_as_the_pool_it_was_made_from(pool: WarmPool) -> None:
+    assert m.pool_from(m.deployment_manifest(pool, SETTINGS)) == pool
+
+
+def test_hand_edits_are_read_back_and_rewritten_quantities_are_not() -> None:
+    deployment = m.deployment_manifest(make_pool(), SETTINGS)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["resources"]["limits"]["cpu"] = "500m"  # how the API server writes "0.5"
+    assert m.pool_from(deployment) == make_pool()
+    container["resources"]["limits"]["memory"] = "1Gi"
+    container["image"] = "someone/else"
+    deployment["spec"]["replicas"] = 9
+    assert m.pool_from(deployment) == make_pool(memory="1Gi", image="someone/else", replicas=9)
+
+
+def test_tenants_and_quotas_read_back() -> None:
+    assert m.tenant_from(m.namespace_manifest("acme", SETTINGS, Tenant("acme", "organization"))
+                         ) == Tenant("acme", "organization")
+    assert m.tenant_from(m.namespace_manifest("acme", SETTINGS)) is None
+    quota = Quota("alice", 5, None, "alice-capacity")
+    manifest = m.quota_manifest(quota, SETTINGS)
+    assert manifest["spec"]["hard"] == {"pods": "5"}
+    assert m.quota_from(manifest) == quota
+
+
+@pytest.mark.slow
+def test_render_writes_valid_deterministic_manifests(tmp_path: Path) -> None:
+    root = write_config(tmp_path / "repo", "acct-")
+    out = tmp_path / "out"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "mine.yaml").write_text("kept: true\n")
+    result = reconciler("render", str(root), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
+    desired, _ = desired_of(root)
+    deployments = [f"acct-{p.caller}/deployment-{m.deployment_name(p.id)}.yaml"
+                   for p in desired.pools]
+    assert files == sorted(["acct-alice/namespace.yaml", "acct-alice/resourcequota.yaml",
+                            "acct-bob/namespace.yaml", "notes/mine.yaml", *deployments])
+    texts = {}
+    for name in (f for f in files if not f.startswith("notes/")):
+        text = (out / name).read_text()
+        assert text.startswith("# Generated by `reconciler render`")
+        validate(yaml.safe_load(text))
+        texts[name] = text
+    assert reconciler("render", str(root), "--out", str(out)).returncode == 0
+    assert {n: (out / n).read_text() for n in texts} == texts
+
+    write_config(root, "acct-", vision=False)  # bob's pool and tenant go: their files too
+    assert reconciler("render", str(root), "--out", str(out)).returncode == 0
+    assert not (out / "acct-bob").exists()
+    assert (out / "notes" / "mine.yaml").read_text() == "kept: true\n"
+
+
+@pytest.mark.slow
+def test_render_of_an_invalid_config_exits_1_with_diagnostics(tmp_path: Path) -> None:
+    root = write_config(tmp_path / "repo", "acct-")
+    (root / "bad.yaml").write_text("apiVersion: reconciler/v1\nkind: Account\nmetadata:\n"
+                                   "  name: Bad_Name\nspec:\n  type: user\n")
+    result = reconciler("render", str(root), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "bad.yaml:4" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_render_and_the_local_runtime_never_import_the_kubernetes_client(tmp_path: Path) -> None:
+    root = write_config(tmp_path / "repo", "acct-")
+    code = ("import sys\nfrom reconciler.cli import cli\n"
+            f"cli.main(['render', {str(root)!r}, '--out', {str(tmp_path / 'out')!r}], "
+            "standalone_mode=False)\n"
+            "from reconciler.runtimes import open_runtime\n"
+            f"open_runtime('local', state_dir={str(tmp_path / 'state')!r}).close()\n"
+            "print('kubernetes' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
