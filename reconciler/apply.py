@@ -7,6 +7,14 @@ outcome (created, configured, deleted, deferred, failed, skipped, unchanged).
   the new pool is ready (runtime.wait_ready, within the remaining
   --wait-timeout). If it is not, the delete is *deferred*: the old pool keeps
   serving, the result says so, and the next apply completes it. Not a failure.
+- A move whose delete is `in_place` (its surge does not fit the nodes or the
+  caller's quota; --allow-reduced-capacity) is a rolling handover instead:
+  scale the old pool down by one, wait for one more ready replica of the new
+  pool, and so on until the old pool is at 0 replicas or the new one is
+  fully ready; then delete the old pool. Each step frees the slot the next
+  new replica takes, so warm capacity never drops below replicas-1. Not
+  ready in time: deferred as above, the old pool keeping the replicas not
+  yet handed over (the next plan sees that smaller old side).
 - A retryable RuntimeFault is retried with capped exponential backoff; a
   non-retryable one fails that action, skips the actions that depend on it
   (the same object, a delete waiting for that pool, the pools and quota of a
@@ -17,6 +25,7 @@ outcome (created, configured, deleted, deferred, failed, skipped, unchanged).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +35,7 @@ from typing import Any
 
 from reconciler.apply_journal import Journal, now
 from reconciler.errors import PlanRefused, ReconcilerError, RuntimeFault
-from reconciler.plan.plans import Action, Op, Plan
+from reconciler.plan.plans import Action, Change, Op, Plan
 from reconciler.runtimes.base import NotReady, Runtime
 from reconciler.states import Quota, ResourceKind, WarmPool
 
@@ -168,6 +177,8 @@ def _resume(journal: Journal | None, plan: Plan) -> tuple[str | None, set[str]]:
 def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
              max_attempts: int, notice: Callable[[str], None] | None) -> ChangeEntry:
     began = time.monotonic()
+    if action.op is Op.DELETE and action.wait_for and action.in_place:
+        return _handover(plan, action, runtime, deadline, max_attempts, notice)
     if action.op is Op.DELETE and action.wait_for:
         want = _desired_replicas(plan, runtime, action.wait_for)
         if notice is not None:
@@ -186,6 +197,52 @@ def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
         return _entry(action, Outcome.FAILED, str(error), attempts, seconds)
     outcome = DONE_OUTCOME.get(action.op, Outcome.CONFIGURED)
     return _entry(action, outcome, action.reason, attempts, seconds)
+
+
+def _handover(plan: Plan, action: Action, runtime: Runtime, deadline: float,
+              max_attempts: int, notice: Callable[[str], None] | None) -> ChangeEntry:
+    """Hand the old pool of a move over to the new one a replica at a time, then delete it."""
+    began = time.monotonic()
+    old, new_id = action.before, action.wait_for
+    assert isinstance(old, WarmPool) and new_id
+    want = _desired_replicas(plan, runtime, new_id)
+    handed = 0
+    try:
+        while old.replicas > 0 and handed < want:
+            old = _scale_down_one(runtime, action, old, max_attempts)
+            handed += 1
+            if notice is not None:
+                notice(f"handing over pool {action.id} to {new_id}: {handed} of "
+                       f"{old.replicas + handed} replicas")
+            runtime.wait_ready(new_id, min(want, handed), max(deadline - time.monotonic(), 0.0))
+    except NotReady as exc:
+        return _entry(action, Outcome.DEFERRED,
+                      f"delete deferred after handing over {handed} of {old.replicas + handed} "
+                      f"replicas ({old.replicas} left in the old pool): {exc}",
+                      seconds=time.monotonic() - began)
+    except ReconcilerError as exc:
+        return _entry(action, Outcome.FAILED, str(exc), seconds=time.monotonic() - began)
+    attempts, error = _apply_with_retries(runtime, action, max_attempts)
+    seconds = time.monotonic() - began
+    if error is not None:
+        return _entry(action, Outcome.FAILED, str(error), attempts, seconds)
+    return _entry(action, Outcome.DELETED,
+                  f"{action.reason}; handed over {handed} replica(s) one at a time",
+                  attempts, seconds)
+
+
+def _scale_down_one(runtime: Runtime, move: Action, pool: WarmPool,
+                    max_attempts: int) -> WarmPool:
+    """Scale `pool` (the old side of `move`) down by one replica; the pool as it is now."""
+    smaller = dataclasses.replace(pool, replicas=pool.replicas - 1)
+    scale = Action(Op.SCALE, ResourceKind.WARM_POOL, pool.id, before=pool, after=smaller,
+                   reason=f"handing over to {move.wait_for}",
+                   changes=(Change("replicas", pool.replicas, smaller.replicas),),
+                   in_place=True)
+    _, error = _apply_with_retries(runtime, scale, max_attempts)
+    if error is not None:
+        raise error
+    return smaller
 
 
 def _apply_with_retries(runtime: Runtime, action: Action,

@@ -8,21 +8,33 @@ Three questions, each answered with diagnostics that name the pool:
    first-fit decreasing (largest GPU, then CPU, then memory need first) on
    the nodes of their processor class (placement.py). A failure here is an
    error whatever the flags: the plan's end state cannot exist.
-3. Surge: apply needs room beyond the steady state while it works.
+3. Surge: apply needs room beyond the steady state while it works, on the
+   nodes (skipped without nodes) and within the caller's quota (checked
+   even without nodes: the runtimes enforce quotas strictly, so a surge over
+   one would stall the move or the rollout, not just slow it).
    - A version move keeps the old pool until the new one is ready, and the
      plan deletes every moved-from pool after all creates (order.py), so at
-     the peak all old sides run next to the full desired state. The check
-     adds each old side to the steady placement in turn (in id order); one
-     that does not fit is a surge failure, and is taken out again so the
-     next move is judged on its own.
+     the peak all old sides run next to the full desired state. The node
+     check adds each old side to the steady placement in turn (in id order);
+     one that does not fit is a surge failure, and is taken out again so the
+     next move is judged on its own. The quota check does the same per
+     caller: desired engines (GPUs) of the caller plus the replicas (GPUs)
+     of its moved-from pools, each old side added in id order.
    - A rolling reload or update replaces one replica at a time with
      maxUnavailable 0, so it needs room for one extra replica of that pool
-     (of its new shape) while the others keep serving. Those run one after
-     another, so each is checked alone, against the peak placement above:
-     conservative, since reloads run before creates, but never optimistic.
+     (of its new shape) while the others keep serving: on the nodes, and in
+     the caller's quota (desired engines + 1, desired GPUs + the pool's
+     GPUs per replica). Those run one after another, so each is checked
+     alone, against the peak placement above: conservative, since reloads
+     run before creates, but never optimistic.
    A surge that does not fit is an error unless --allow-reduced-capacity;
-   then it is a warning and the actions concerned get `in_place`: replace
-   replicas in place, keeping replicas-1 warm.
+   then it is a warning and the actions concerned get `in_place`: a rolling
+   replacement stops an old replica before starting a new one, and a move
+   hands the old pool over to the new one a replica at a time (the executor
+   scales the old side down by one, waits for one more new replica, and so
+   on), keeping replicas-1 warm.
+   Callers already over their quota in the steady state get no surge check:
+   quota_errors has refused the plan.
 """
 
 from __future__ import annotations
@@ -35,9 +47,13 @@ from reconciler.plan import placement
 from reconciler.plan.order import is_move
 from reconciler.plan.placement import NodeTree, Vec
 from reconciler.plan.plans import Action, Op
-from reconciler.states import DesiredState, Node, ResourceKind, WarmPool
+from reconciler.states import DesiredState, Node, Quota, ResourceKind, WarmPool
 
 REDUCED_HINT = "pass --allow-reduced-capacity to replace in place, keeping replicas-1 warm"
+HANDOVER_HINT = ("pass --allow-reduced-capacity to hand over one replica at a time "
+                 "(replicas-1 kept warm)")
+IN_PLACE = "replacing in place, keeping replicas-1 warm"
+HANDOVER = "handing over one replica at a time, keeping replicas-1 warm"
 _ZERO: Vec = (0, 0, 0, 0)
 MAX_NAMED_POOLS = 20  # placement errors named one by one; the rest are counted
 
@@ -51,24 +67,28 @@ class CapacityReport:
 
 def quota_errors(desired: DesiredState) -> list[Diagnostic]:
     """Callers whose desired replicas or GPUs exceed their account limit."""
-    engines: dict[str, int] = {}
-    gpus: dict[str, int] = {}
-    for pool in desired.pools:
-        engines[pool.caller] = engines.get(pool.caller, 0) + pool.replicas
-        gpus[pool.caller] = gpus.get(pool.caller, 0) + pool.replicas * pool.gpu
+    usage = _usage(desired.pools)
     errors: list[Diagnostic] = []
     for quota in desired.quotas:
-        used = engines.get(quota.account, 0)
+        used, used_gpus = usage.get(quota.account, (0, 0))
         if used > quota.max_engines:
             errors.append(Diagnostic(
                 f"account {quota.account}: {used} warm replicas exceed maxEngines "
                 f"{quota.max_engines} (capacity limit {quota.source})", path=quota.account))
-        used_gpus = gpus.get(quota.account, 0)
         if quota.max_gpus is not None and used_gpus > quota.max_gpus:
             errors.append(Diagnostic(
                 f"account {quota.account}: {used_gpus} GPUs of warm replicas exceed maxGpus "
                 f"{quota.max_gpus} (capacity limit {quota.source})", path=quota.account))
     return errors
+
+
+def _usage(pools: Sequence[WarmPool]) -> dict[str, tuple[int, int]]:
+    """(engines, GPUs) per caller: replicas, and replicas x GPUs per replica."""
+    usage: dict[str, tuple[int, int]] = {}
+    for pool in pools:
+        engines, gpus = usage.get(pool.caller, (0, 0))
+        usage[pool.caller] = (engines + pool.replicas, gpus + pool.replicas * pool.gpu)
+    return usage
 
 
 class _Cluster:
@@ -88,11 +108,24 @@ def _processor(pool: WarmPool) -> str:
     return "gpu" if pool.processor == "gpu" or pool.gpu > 0 else "cpu"
 
 
-def check_capacity(desired: DesiredState, actions: Sequence[Action], nodes: Sequence[Node],
-                   *, allow_reduced_capacity: bool) -> CapacityReport:
-    """Steady-state placement, then the surge of moves and rolling replacements."""
+def check_capacity(desired: DesiredState, actions: Sequence[Action],
+                   nodes: Sequence[Node] | None, *,
+                   allow_reduced_capacity: bool) -> CapacityReport:
+    """Steady-state placement, then the surge of moves and rolling replacements, on the
+    nodes (skipped when `nodes` is None) and within each caller's quota."""
     report = CapacityReport()
-    cluster = _Cluster(nodes)
+    if nodes is not None:
+        cluster = _Cluster(nodes)
+        _place_steady(cluster, desired, report)
+        if report.errors:
+            return report  # the surge is moot when the end state itself does not fit
+        _check_moves(cluster, actions, report, allow_reduced_capacity)
+        _check_rolling(cluster, actions, report, allow_reduced_capacity)
+    _check_quota_surge(desired, actions, report, allow_reduced_capacity)
+    return report
+
+
+def _place_steady(cluster: _Cluster, desired: DesiredState, report: CapacityReport) -> None:
     pools = sorted(desired.pools, key=_decreasing)
     for pool in pools:
         cls = _processor(pool)
@@ -115,11 +148,6 @@ def check_capacity(desired: DesiredState, actions: Sequence[Action], nodes: Sequ
         report.errors.append(Diagnostic(
             f"... and {more} more pool{'s' if more != 1 else ''} with {replicas} replica"
             f"{'s' if replicas != 1 else ''} that do not fit on the {cls} nodes"))
-    if report.errors:
-        return report  # the surge is moot when the end state itself does not fit
-    _check_moves(cluster, actions, report, allow_reduced_capacity)
-    _check_rolling(cluster, actions, report, allow_reduced_capacity)
-    return report
 
 
 def _decreasing(pool: WarmPool) -> tuple[int, int, int, str]:
@@ -141,14 +169,15 @@ def _count(left: int, total: int) -> str:
     return f"{left} of {total} replicas {'does' if left == 1 else 'do'}"
 
 
-def _surge(report: CapacityReport, message: str, ids: Sequence[str], allow: bool) -> None:
+def _surge(report: CapacityReport, message: str, ids: Sequence[str], allow: bool, *,
+           hint: str = REDUCED_HINT, fallback: str = IN_PLACE) -> None:
     if allow:
         report.warnings.append(Diagnostic(
-            f"{message}; replacing in place, keeping replicas-1 warm (--allow-reduced-capacity)",
+            f"{message}; {fallback} (--allow-reduced-capacity)",
             path=ids[0], severity=Severity.WARNING))
         report.in_place.update(ids)
     else:
-        report.errors.append(Diagnostic(f"{message}; {REDUCED_HINT}", path=ids[0]))
+        report.errors.append(Diagnostic(f"{message}; {hint}", path=ids[0]))
 
 
 def _check_moves(cluster: _Cluster, actions: Sequence[Action], report: CapacityReport,
@@ -190,3 +219,81 @@ def _check_rolling(cluster: _Cluster, actions: Sequence[Action], report: Capacit
         _surge(report, f"pool {pool.id} {verb} one replica at a time and needs room for one "
                        f"extra replica ({placement.describe_need(need)}) meanwhile, which does "
                        f"not fit: {why}", [pool.id], allow)
+
+
+def _check_quota_surge(desired: DesiredState, actions: Sequence[Action],
+                       report: CapacityReport, allow: bool) -> None:
+    """The caller's maxEngines / maxGpus during moves and rolling replacements."""
+    quotas = {q.account: q for q in desired.quotas}
+    steady = _usage(desired.pools)
+    within = {account: steady.get(account, (0, 0)) for account, quota in quotas.items()
+              if not _excess(quota, steady.get(account, (0, 0)))}  # others: quota_errors
+    _quota_moves(quotas, within, actions, report, allow)
+    _quota_rolling(quotas, within, actions, report, allow)
+
+
+def _quota_moves(quotas: dict[str, Quota], steady: dict[str, tuple[int, int]],
+                 actions: Sequence[Action], report: CapacityReport, allow: bool) -> None:
+    peak = dict(steady)  # grows by each old side that fits, in id order
+    for action in sorted((a for a in actions if is_move(a)), key=lambda a: a.id):
+        old = action.before
+        assert isinstance(old, WarmPool) and action.wait_for
+        if old.caller not in peak:
+            continue
+        engines, gpus = peak[old.caller]
+        moved = (engines + old.replicas, gpus + old.replicas * old.gpu)
+        over = _excess(quotas[old.caller], moved)
+        if not over:
+            peak[old.caller] = moved
+            continue
+        what, limit, fix = _describe_excess(quotas[old.caller], over, "during the move")
+        _surge(report, f"pool {action.wait_for} replaces pool {old.id} make-before-break: "
+                       f"account {old.caller} would {what}, {limit}",
+               [action.wait_for, old.id], allow, hint=f"{fix}, or {HANDOVER_HINT}",
+               fallback=HANDOVER)
+
+
+def _quota_rolling(quotas: dict[str, Quota], steady: dict[str, tuple[int, int]],
+                   actions: Sequence[Action], report: CapacityReport, allow: bool) -> None:
+    for action in actions:
+        if action.kind is not ResourceKind.WARM_POOL or action.op not in (Op.RELOAD, Op.UPDATE):
+            continue
+        pool = action.after
+        assert isinstance(pool, WarmPool)
+        if pool.caller not in steady:
+            continue
+        engines, gpus = steady[pool.caller]
+        over = _excess(quotas[pool.caller], (engines + 1, gpus + pool.gpu))
+        if not over:
+            continue
+        what, limit, fix = _describe_excess(quotas[pool.caller], over, "meanwhile")
+        verb = "reloads" if action.op is Op.RELOAD else "is replaced"
+        _surge(report, f"pool {pool.id} {verb} one replica at a time and needs one extra "
+                       f"replica: account {pool.caller} would {what}, {limit}",
+               [pool.id], allow, hint=f"{fix}, or {REDUCED_HINT}")
+
+
+def _excess(quota: Quota, usage: tuple[int, int]) -> dict[str, int]:
+    """The limits `usage` (engines, GPUs) exceeds: {"maxEngines": n, "maxGpus": g}."""
+    over: dict[str, int] = {}
+    if usage[0] > quota.max_engines:
+        over["maxEngines"] = usage[0]
+    if quota.max_gpus is not None and usage[1] > quota.max_gpus:
+        over["maxGpus"] = usage[1]
+    return over
+
+
+def _describe_excess(quota: Quota, over: dict[str, int], when: str) -> tuple[str, str, str]:
+    """("run 4 warm replicas during the move", "over its maxEngines 3 (capacity limit X)",
+    "raise maxEngines to 4"), for the limits exceeded."""
+    whats, limits = [], []
+    if "maxEngines" in over:
+        whats.append(f"run {over['maxEngines']} warm replicas")
+        limits.append(f"maxEngines {quota.max_engines}")
+    if "maxGpus" in over:
+        whats.append(f"use {over['maxGpus']} GPUs")
+        limits.append(f"maxGpus {quota.max_gpus}")
+    source = f" (capacity limit {quota.source})" if quota.source else ""
+    fix = " and ".join(f"{name} to {value}" for name, value in over.items())
+    return (f"{' and '.join(whats)} {when}", f"over its {' and '.join(limits)}{source}",
+            f"raise {fix}")

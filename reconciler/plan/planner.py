@@ -42,19 +42,18 @@ def make_plan(
     allow_mass_delete: bool = False,
     allow_reduced_capacity: bool = False,
 ) -> Plan:
-    """Diff, order, place on nodes (skipped when `nodes` is None, as in `diff`
-    between two commits), apply safety limits. Never raises for a
-    refused plan: errors go into Plan.errors (Plan.applyable is then False)."""
+    """Diff, order, check quotas and their surge, place on nodes (skipped when
+    `nodes` is None, as in `diff` between two commits), apply safety limits.
+    Never raises for a refused plan: errors go into Plan.errors (Plan.applyable
+    is then False)."""
     actions = plan_actions(desired, live)
     errors = quota_errors(desired)
-    warnings = []
-    if nodes is not None:
-        report = check_capacity(desired, actions, nodes,
-                                allow_reduced_capacity=allow_reduced_capacity)
-        errors += report.errors
-        warnings += report.warnings
-        if report.in_place:
-            actions = tuple(_in_place(a, report.in_place) for a in actions)
+    report = check_capacity(desired, actions, nodes,
+                            allow_reduced_capacity=allow_reduced_capacity)
+    errors += report.errors
+    warnings = list(report.warnings)
+    if report.in_place:
+        actions = tuple(_in_place(a, report.in_place) for a in actions)
     safety_errors, safety_warnings = check_safety(desired, live, actions, safety or Safety(),
                                                   allow_mass_delete=allow_mass_delete)
     errors += safety_errors

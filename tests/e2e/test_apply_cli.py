@@ -77,6 +77,45 @@ def test_move_without_agent_is_deferred_then_completed(local: Local, tmp_path: P
     assert pools(local) == {"alice.acme.adder.bbbbbbbbbbbb": 1}
 
 
+ALICE_LIMIT = """apiVersion: reconciler/v1
+kind: CapacityLimit
+metadata:
+  name: alice-capacity
+spec:
+  account: alice
+  maxEngines: 3
+"""
+
+
+def test_move_at_the_quota_is_refused_then_handed_over(local: Local, tmp_path: Path) -> None:
+    """As in config-examples: alice has maxEngines 3 and reserves 2 replicas of the latest
+    public version; publishing a new one would need 4 engines during make-before-break."""
+    config = write_config(tmp_path / "config", replicas=2)
+    (config / "limits.yaml").write_text(ALICE_LIMIT)
+    local.agent()
+    assert reconciler("apply", str(config), *state_args(local)).returncode == 0
+    old, new = "alice.acme.adder.aaaaaaaaaaaa", "alice.acme.adder.bbbbbbbbbbbb"
+    local.runtime.wait_ready(old, 2, timeout=15)
+    add_public_version(config)
+    refused = reconciler("apply", str(config), *state_args(local))
+    assert refused.returncode == 1
+    output = refused.stdout + refused.stderr
+    assert ("account alice would run 4 warm replicas during the move, over its maxEngines 3 "
+            "(capacity limit alice-capacity); raise maxEngines to 4, or pass "
+            "--allow-reduced-capacity") in " ".join(output.split())
+    assert "Traceback" not in refused.stderr
+    assert pools(local) == {old: 2}
+    moved = reconciler("apply", str(config), *state_args(local), "--allow-reduced-capacity",
+                       "--wait-timeout", "30s")
+    assert moved.returncode == 0, moved.stderr
+    assert f"handing over pool {old} to {new}: 2 of 2 replicas" in moved.stdout + moved.stderr
+    assert f"deleted    WarmPool {old}" in moved.stdout
+    assert pools(local) == {new: 2}
+    wait_for(lambda: local.runtime.observe().ready(new) == 2, message="new pool ready")
+    again = reconciler("apply", str(config), *state_args(local))
+    assert again.returncode == 0 and "No changes" in again.stdout
+
+
 def test_stale_plan_file_is_refused_and_nothing_changes(local: Local, tmp_path: Path) -> None:
     config = write_config(tmp_path / "config")
     plan_file = tmp_path / "plan.json"

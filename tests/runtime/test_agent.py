@@ -16,6 +16,7 @@ from localkit import change, create, delete, invoke, make_pool, wait_for, worker
 
 from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.local.agent import Agent
+from reconciler.runtimes.local.runtime import LocalRuntime
 from reconciler.states import Quota, ResourceKind
 
 pytestmark = pytest.mark.slow
@@ -127,6 +128,22 @@ def test_quota_limits_engines_and_says_so(local: Local) -> None:
     assert "maxEngines 1" in error
     wait_for(lambda: local.runtime.observe().ready(pool.id) == 1, message="one ready")
     assert len(workers_of(local.site.state)) == 1
+
+
+def test_a_quota_shortfall_is_not_a_failure_that_waiting_gives_up_on(local: Local) -> None:
+    local.runtime.apply(Action(Op.CREATE, ResourceKind.QUOTA, "alice",
+                               after=Quota("alice", 1)))
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    local.agent()
+    impatient = LocalRuntime(local.site.state, error_patience=0.0)
+    try:
+        impatient.wait_ready(pool.id, 1, timeout=15)  # short of quota, yet not "failing"
+    finally:
+        impatient.close()
+    with local.runtime.store.read() as conn:
+        row = conn.execute("SELECT error, error_since FROM pools").fetchone()
+    assert "allows 1 of 2 replicas" in row["error"] and row["error_since"] is None
 
 
 def test_restarted_agent_adopts_live_workers(local: Local) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from localkit import make_pool, make_site
@@ -47,11 +48,22 @@ def test_scale_down_prefers_replicas_not_yet_ready() -> None:
     assert step("h", 2, current, in_place=False, room=99, may_start=True).stops == (3,)
 
 
-def test_quota_caps_engines_in_pool_order(tmp_path: Path) -> None:
+def test_quota_caps_engines_older_pools_first(tmp_path: Path) -> None:
+    # Pools come oldest first (the store's creation order), whatever their ids.
     site = make_site(tmp_path)
     a = make_pool(site, replicas=2, commit="a" * 40)
     b = make_pool(site, replicas=2, commit="b" * 40)
     result = allot([b, a], {"alice": Quota("alice", 3)})
-    assert result[a.id].replicas == 2 and result[a.id].error is None
-    assert result[b.id].replicas == 1
-    assert "maxEngines 3" in (result[b.id].error or "")
+    assert result[b.id].replicas == 2 and result[b.id].error is None
+    assert result[a.id].replicas == 1
+    assert "maxEngines 3" in (result[a.id].error or "")
+
+
+def test_a_moved_to_pool_gets_one_replica_per_replica_handed_over(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    old = make_pool(site, replicas=2, commit="b" * 40)
+    new = make_pool(site, replicas=2, commit="a" * 40)  # a lower id than the old pool
+    quotas = {"alice": Quota("alice", 2)}
+    for left, expected in ((2, 0), (1, 1), (0, 2)):
+        result = allot([replace(old, replicas=left), new], quotas)
+        assert (result[old.id].replicas, result[new.id].replicas) == (left, expected)

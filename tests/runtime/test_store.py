@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -129,6 +130,29 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version VALUES (1)")
     LocalRuntime(tmp_path).observe()
     with sqlite3.connect(tmp_path / db.DB_NAME) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == \
+            db.SCHEMA_VERSION
         columns = [row[1] for row in conn.execute("PRAGMA table_info(pools)")]
-    assert "error_since" in columns
+    assert "error_since" in columns and "seq" in columns
+
+
+def test_pools_keep_their_creation_order_across_the_migration(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    site.state.mkdir()
+    with sqlite3.connect(site.state / db.DB_NAME) as conn:
+        conn.executescript(db.MIGRATIONS[0] + db.MIGRATIONS[1])
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (2)")
+        for commit in ("c", "a"):  # created c first, then a (a has the lower id)
+            pool = make_pool(site, commit=commit * 40)
+            conn.execute("INSERT INTO pools (id, spec, spec_hash, created_at, updated_at) "
+                         "VALUES (?, ?, 'h', 't', 't')",
+                         (pool.id, json.dumps(pool.to_json())))
+    runtime = LocalRuntime(site.state)
+    runtime.apply(create(make_pool(site, commit="b" * 40)))
+    runtime.apply(create(make_pool(site, commit="c" * 40, replicas=3)))  # an update: keeps seq
+    with runtime.store.read() as conn:
+        oldest_first = [p.commit[0] for p, _ in db.load_pools(conn, oldest_first=True)]
+        by_id = [p.commit[0] for p, _ in db.load_pools(conn)]
+    runtime.close()
+    assert (oldest_first, by_id) == (["c", "a", "b"], ["a", "b", "c"])

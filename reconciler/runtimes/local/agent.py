@@ -3,10 +3,11 @@
 Each pass it reads the store and makes the processes match it: starts missing
 replicas, replaces crashed ones (with backoff), stops extra ones gracefully
 (SIGTERM, SIGKILL after a grace period), rolls a changed spec one replica at
-a time, enforces quotas, and records every state change as an event. Every
-write is one transaction and every decision is re-derived from the store, so
-the agent can be killed at any moment: on start it adopts the workers that
-are still alive (same pid, start time and replica id) and clears the rest.
+a time, enforces quotas (older pools first: a newer pool gets what is left),
+and records every state change as an event. Every write is one transaction
+and every decision is re-derived from the store, so the agent can be killed
+at any moment: on start it adopts the workers that are still alive (same
+pid, start time and replica id) and clears the rest.
 
     python -m reconciler.runtimes.local.agent --state DIR
 """
@@ -138,7 +139,7 @@ class Agent:
         for pool_id, spec_hash, reason in self.supervisor.reap():
             self._failed(pool_id, spec_hash, reason)
         with self.store.read() as conn:
-            pools = db.load_pools(conn)
+            pools = db.load_pools(conn, oldest_first=True)  # the order allot() needs
             quotas = {r["account"]: Quota(r["account"], r["max_engines"], r["max_gpus"])
                       for r in conn.execute("SELECT * FROM quotas")}
             rows = conn.execute("SELECT id, pool_id, spec_hash, state FROM replicas "
@@ -155,12 +156,13 @@ class Agent:
             quota = quotas.get(pool.caller)
             room = NO_QUOTA_ROOM if quota is None else quota.max_engines - live_by_caller.get(
                 pool.caller, 0)
-            started = self._sync_pool(pool, row, reps, allotments[pool.id].replicas,
-                                      allotments[pool.id].error, room)
-            live_by_caller[pool.caller] = live_by_caller.get(pool.caller, 0) + started
+            change = self._sync_pool(pool, row, reps, allotments[pool.id].replicas,
+                                     allotments[pool.id].error, room)
+            live_by_caller[pool.caller] = live_by_caller.get(pool.caller, 0) + change
 
     def _sync_pool(self, pool: WarmPool, row: sqlite3.Row, reps: list[Rep], want: int,
                    quota_error: str | None, room: int) -> int:
+        """Start and stop this pool's replicas; the change in its live replica count."""
         current = row["spec_hash"]
         backoff = self._backoff.get(pool.id)
         if backoff is None or backoff.spec_hash != current:
@@ -176,10 +178,15 @@ class Agent:
             self.supervisor.start(pool)
         converged = (sum(1 for r in reps if r.ready and r.spec_hash == current) >= want
                      and all(r.spec_hash == current for r in reps))
-        error = quota_error or (None if converged else backoff.error or row["error"])
-        if error != row["error"]:
-            self.supervisor.set_pool_error(pool.id, error)
-        return decision.starts
+        # A failure (a crash loop, a bad digest) outranks a quota shortfall. Only a failure
+        # is "failing" (error_since, which wait_ready gives up on): a pool short of quota
+        # is waiting for room, as the new pool of a handover is while the old one shrinks.
+        earlier = row["error"] if row["error_since"] is not None else None
+        failure = None if converged else backoff.error or earlier
+        error = failure or quota_error
+        if error != row["error"] or (failure is not None) != (row["error_since"] is not None):
+            self.supervisor.set_pool_error(pool.id, error, failing=failure is not None)
+        return decision.starts - len(decision.stops)  # stops are of live replicas only
 
     def _failed(self, pool_id: str, spec_hash: str, reason: str) -> None:
         backoff = self._backoff.get(pool_id)

@@ -41,14 +41,18 @@ class Allotment:
 
 
 def allot(pools: Sequence[WarmPool], quotas: dict[str, Quota]) -> dict[str, Allotment]:
-    """Replicas per pool under each caller's maxEngines / maxGpus, pools in id order.
+    """Replicas per pool under each caller's maxEngines / maxGpus.
 
+    `pools` come oldest first (the store's creation order): an older pool
+    keeps its allotment and a newer one gets what is left, so the new pool
+    of a version move never takes replicas from the pool it replaces, and
+    scaling the old pool down by one frees exactly one replica for the new.
     The store may hold more than a quota allows (a plan checks capacity, but a
     quota can be tightened later); the runtime enforces it too."""
     result: dict[str, Allotment] = {}
     engines: dict[str, int] = {}
     gpus: dict[str, int] = {}
-    for pool in sorted(pools, key=lambda p: p.id):
+    for pool in pools:
         quota = quotas.get(pool.caller)
         if quota is None:
             result[pool.id] = Allotment(pool.replicas)

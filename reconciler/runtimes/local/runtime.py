@@ -233,7 +233,8 @@ def _upsert_pool(conn: sqlite3.Connection, pool: WarmPool, in_place: bool) -> bo
     now = db.now_rfc3339()
     if row is None:
         conn.execute("INSERT INTO pools (id, spec, spec_hash, in_place, error, created_at, "
-                     "updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                     "updated_at, seq) VALUES (?, ?, ?, ?, NULL, ?, ?, "
+                     "(SELECT COALESCE(MAX(seq), 0) + 1 FROM pools))",
                      (pool.id, spec, digest, int(in_place), now, now))
         return True
     # A new spec gets a fresh chance: the old warm-up error no longer applies.

@@ -59,6 +59,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE pools ADD COLUMN error_since REAL;
     """,
+    # 3: the order pools were created in (an older pool keeps its share of a quota);
+    # existing rows keep their insert order. A quota shortfall is no longer "failing".
+    """
+    ALTER TABLE pools ADD COLUMN seq INTEGER;
+    UPDATE pools SET seq = rowid;
+    UPDATE pools SET error_since = NULL WHERE error LIKE 'quota of %';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -205,8 +212,11 @@ def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None
         conn.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
 
 
-def load_pools(conn: sqlite3.Connection) -> list[tuple[WarmPool, sqlite3.Row]]:
-    rows = conn.execute("SELECT * FROM pools ORDER BY id").fetchall()
+def load_pools(conn: sqlite3.Connection, *, oldest_first: bool = False
+               ) -> list[tuple[WarmPool, sqlite3.Row]]:
+    """Every pool with its row, in id order, or in creation order with `oldest_first`."""
+    order = "seq, id" if oldest_first else "id"
+    rows = conn.execute(f"SELECT * FROM pools ORDER BY {order}").fetchall()
     return [(WarmPool.from_json(json.loads(row["spec"])), row) for row in rows]
 
 

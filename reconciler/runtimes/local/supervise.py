@@ -91,11 +91,13 @@ class Supervisor:
         for pid in signals:
             procs.send(pid, signal.SIGTERM)
 
-    def set_pool_error(self, pool_id: str, error: str | None) -> None:
+    def set_pool_error(self, pool_id: str, error: str | None, *, failing: bool = True) -> None:
+        """Record the pool's error; `error_since` (when it started failing) only for a
+        failure, not for a pool that merely waits for room in its caller's quota."""
         with self.store.write() as conn:
-            conn.execute("UPDATE pools SET error = ?, error_since = CASE WHEN ? IS NULL THEN "
-                         "NULL WHEN error IS NULL THEN ? ELSE error_since END WHERE id = ?",
-                         (error, error, time.time(), pool_id))
+            conn.execute("UPDATE pools SET error = ?, error_since = CASE WHEN ? THEN "
+                         "COALESCE(error_since, ?) ELSE NULL END WHERE id = ?",
+                         (error, error is not None and failing, time.time(), pool_id))
             db.add_event(conn, f"pool error: {error}" if error else "pool error cleared",
                          pool_id)
 
