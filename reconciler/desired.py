@@ -9,25 +9,46 @@ always compiles to the same value (and so to the same plan fingerprint).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from reconciler.config.model import CapacityLimit, Config
+from reconciler.config.model import CapacityLimit, Config, KubernetesSettings
 from reconciler.config.resolve import PoolCount, aggregate_pools
 from reconciler.states import DesiredState, Quota, Tenant, WarmPool, pool_id
 
 
 def compile_config(config: Config) -> DesiredState:
     """Tenants (one per calling account), quotas (account CapacityLimits), warm pools."""
-    pools = sorted((_warm_pool(count) for count in aggregate_pools(config).values()),
-                   key=lambda pool: pool.id)
+    gpu_scheduling = scheduling_json(config.settings.kubernetes)
+    pools = sorted((_warm_pool(count, gpu_scheduling)
+                    for count in aggregate_pools(config).values()), key=lambda pool: pool.id)
     callers = sorted({pool.caller for pool in pools})
     tenants = tuple(Tenant(caller, str(config.accounts[caller].type)) for caller in callers)
     quotas = compile_quotas(config.limits.values())
     return DesiredState(tenants=tenants, quotas=quotas, pools=tuple(pools))
 
 
-def _warm_pool(count: PoolCount) -> WarmPool:
+def scheduling_json(settings: KubernetesSettings) -> str:
+    """The canonical JSON of where gpu replicas may run: `{"nodeSelector": {...},
+    "tolerations": [...]}` with only the non-empty parts (and a toleration's empty fields
+    dropped, as the API server drops them), sorted keys, no spaces; "" when neither is set."""
+    data: dict[str, Any] = {}
+    if settings.gpu_node_selector:
+        data["nodeSelector"] = dict(settings.gpu_node_selector)
+    tolerations = [_toleration(t) for t in settings.gpu_tolerations]
+    if tolerations:
+        data["tolerations"] = tolerations
+    return json.dumps(data, sort_keys=True, separators=(",", ":")) if data else ""
+
+
+def _toleration(toleration: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in toleration.items() if value not in (None, "")}
+
+
+def _warm_pool(count: PoolCount, gpu_scheduling: str) -> WarmPool:
     algorithm, version = count.algorithm, count.version
+    gpu = str(algorithm.processor) == "gpu" or algorithm.resources.gpu > 0
     return WarmPool(
         id=pool_id(count.caller, algorithm.owner, algorithm.name, version.commit),
         caller=count.caller,
@@ -47,6 +68,7 @@ def _warm_pool(count: PoolCount) -> WarmPool:
         visibility=str(version.visibility),
         sources=count.sources,
         reason="; ".join(count.reasons),
+        scheduling=gpu_scheduling if gpu else "",
     )
 
 

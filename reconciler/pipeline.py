@@ -7,15 +7,17 @@ the file system.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler.config.loader import load_config
-from reconciler.config.model import Config
+from reconciler.config.model import Config, KubernetesSettings
 from reconciler.desired import compile_config
 from reconciler.errors import ReconcilerError
 from reconciler.plan.planner import make_plan
@@ -61,7 +63,37 @@ def plan_config(
         allow_mass_delete=allow_mass_delete,
         allow_reduced_capacity=allow_reduced_capacity,
     )
+    if runtime.name == "kubernetes":
+        # `apply --plan FILE` must write to the same namespaces even when the config dir
+        # is gone: the plan file carries the settings that name them.
+        options = {**plan.options, "kubernetes": kubernetes_options(config.settings.kubernetes)}
+        plan = dataclasses.replace(plan, options=options)
     return Planned(config, desired, live, plan)
+
+
+def kubernetes_options(settings: KubernetesSettings) -> dict[str, Any]:
+    """Settings.kubernetes as recorded in a plan file's options (the config's spelling)."""
+    return {"namespacePrefix": settings.namespace_prefix,
+            "gpuNodeSelector": dict(settings.gpu_node_selector),
+            "gpuTolerations": [dict(t) for t in settings.gpu_tolerations]}
+
+
+def kubernetes_settings(options: Mapping[str, Any]) -> KubernetesSettings | None:
+    """The Settings.kubernetes a plan file recorded; None when it has none (or they are
+    malformed: the caller falls back to the config dir's settings)."""
+    data = options.get("kubernetes")
+    if not isinstance(data, dict):
+        return None
+    prefix = data.get("namespacePrefix")
+    selector = data.get("gpuNodeSelector") or {}
+    tolerations = data.get("gpuTolerations") or []
+    if not isinstance(prefix, str) or not isinstance(selector, dict) or \
+            not isinstance(tolerations, list) or \
+            not all(isinstance(t, dict) for t in tolerations):
+        return None
+    return KubernetesSettings(namespace_prefix=prefix,
+                              gpu_node_selector={str(k): str(v) for k, v in selector.items()},
+                              gpu_tolerations=tuple(dict(t) for t in tolerations))
 
 
 def load_plan_file(path: Path) -> Plan:

@@ -75,6 +75,11 @@ class WarmPool:
     visibility: str = "public"
     sources: tuple[str, ...] = ()  # reservation names; "CapacityLimit/NAME" for minimum capacity
     reason: str = ""  # display only: why the pool exists
+    # Where the runtime may place replicas, runtime-neutral: for gpu pools the canonical JSON
+    # {"nodeSelector": {...}, "tolerations": [...]} of Settings.kubernetes ("" when neither is
+    # set, and for cpu pools). The Kubernetes runtime builds the pod's scheduling from it; the
+    # local runtime ignores it. A change is an `update`.
+    scheduling: str = ""
 
     @property
     def algorithm(self) -> str:
@@ -100,7 +105,7 @@ _WARM_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(WarmPool))
 # (version, visibility, sources, reason) are display only and never diffed.
 SCALE_FIELDS = ("replicas",)
 RELOAD_FIELDS = ("model_path", "model_digest")
-UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint")
+UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling")
 
 
 @dataclass(frozen=True, slots=True)

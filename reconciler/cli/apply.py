@@ -91,9 +91,12 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
     saved_dir = Path(plan.source_path) if plan.source_path else None
     source = config_dir if explicit_dir else (saved_dir if saved_dir and saved_dir.is_dir()
                                               else None)
+    settings = _settings_of(source)
+    if runtime == "kubernetes":
+        settings = _plan_settings(plan, settings)
     lock.acquire(timeout=lock_timeout)
     try:
-        target = _open(runtime, state, _settings_of(source), source, data_root, code_root,
+        target = _open(runtime, state, settings, source, data_root, code_root,
                        kubeconfig, kube_context)
         try:
             _apply_saved(target, plan, auto_approve, wait_timeout, state)
@@ -133,6 +136,20 @@ def _settings_of(config_dir: Path | None) -> Settings | None:
         return load_config(config_dir).settings
     except (ReconcilerError, OSError):
         return None
+
+
+def _plan_settings(plan: Plan, fallback: Settings | None) -> Settings | None:
+    """For Kubernetes: the Settings.kubernetes the plan recorded when it was made (they
+    name the namespaces its objects live in), else the config dir's, else the defaults."""
+    import dataclasses
+
+    from reconciler.config.model import Settings
+    from reconciler.pipeline import kubernetes_settings
+
+    recorded = kubernetes_settings(plan.options)
+    if recorded is None:
+        return fallback
+    return dataclasses.replace(fallback or Settings(), kubernetes=recorded)
 
 
 def _plan_and_apply(target: Runtime, config_dir: Path, config: Config, auto_approve: bool,

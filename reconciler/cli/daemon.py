@@ -11,6 +11,8 @@ from reconciler.cli.durations import Duration
 from reconciler.cli.options import code_data_options, resolve_state_dir, runtime_options
 
 BACKOFF_ENV = "RECONCILER_BACKOFF_MAX"
+LEASE_NAMESPACE_ENV = "RECONCILER_LEASE_NAMESPACE"
+LEASE_DURATION_ENV = "RECONCILER_LEASE_DURATION"
 
 
 def _positive(seconds: float, option: str) -> float:
@@ -42,13 +44,22 @@ def _positive(seconds: float, option: str) -> float:
               show_default=True)
 @click.option("--backoff-max", type=Duration(), default="5m", envvar=BACKOFF_ENV,
               show_default=True, help=f"Cap of the retry backoff [env {BACKOFF_ENV}].")
+@click.option("--lease-namespace", default="reconciler-system", show_default=True,
+              envvar=LEASE_NAMESPACE_ENV,
+              help="Kubernetes: namespace of the Lease `reconciler` that elects the one active "
+                   f"daemon per cluster (made if missing) [env {LEASE_NAMESPACE_ENV}].")
+@click.option("--lease-duration", type=Duration(), default="15s", show_default=True,
+              envvar=LEASE_DURATION_ENV,
+              help="Kubernetes: how long the Lease lasts unrenewed (renewed every third of "
+                   f"it) [env {LEASE_DURATION_ENV}].")
 @click.option("--once", is_flag=True,
               help="Run one pass and exit with its result (0 applied/unchanged, 1 otherwise).")
 def command(repo: str, branch: str, subdir: str, interval: float, resync: float, runtime: str,
             state_dir: Path | None, kubeconfig: Path | None, kube_context: str | None,
             listen: str, data_root: Path | None, code_root: Path | None, wait_timeout: float,
             allow_mass_delete: bool, allow_reduced_capacity: bool, log_format: str,
-            backoff_max: float, once: bool) -> None:
+            backoff_max: float, lease_namespace: str, lease_duration: float,
+            once: bool) -> None:
     """Watch a config repository and reconcile on every change and on a schedule.
 
     \b
@@ -66,6 +77,12 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
     Credentials (never logged): RECONCILER_GIT_SSH_KEY (an SSH key file) or
     GIT_SSH_COMMAND; RECONCILER_GIT_TOKEN (HTTPS token).
     Webhook: RECONCILER_WEBHOOK_SECRET, the GitHub webhook secret.
+
+    \b
+    --runtime kubernetes: no local agent; one daemon per cluster reconciles,
+    holding the Lease LEASE_NAMESPACE/reconciler (identity hostname:pid).
+    The others wait (/readyz 503, /status "leader": false) and take over
+    when it is released (on SIGTERM) or expires.
     """
     from reconciler.daemon.passes import PassSettings
     from reconciler.daemon.service import DaemonOptions, run_daemon
@@ -80,7 +97,9 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
     options = DaemonOptions(
         repo=repo, branch=branch, path=subdir, interval=_positive(interval, "--interval"),
         resync=_positive(resync, "--resync"), backoff_max=_positive(backoff_max, "--backoff-max"),
-        listen=listen, log_format=log_format, once=once, passes=passes)
+        listen=listen, log_format=log_format, once=once, passes=passes,
+        lease_namespace=lease_namespace,
+        lease_duration=max(_positive(lease_duration, "--lease-duration"), 1.0))
     code = run_daemon(options)
     if code:
         sys.exit(code)  # not click's Exit: `python -m reconciler` ignores main()'s result

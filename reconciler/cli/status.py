@@ -28,7 +28,8 @@ NO_AGENT = "replicas pending: no agent running; start `reconciler daemon`"
 def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
             kube_context: str | None, fmt: str) -> None:
     """Show the warm pools on the runtime: wanted and ready replicas, model
-    digest, errors, and each replica (its pid on the local runtime)."""
+    digest, errors, and each ready replica (its pid on the local runtime, its
+    pod on Kubernetes)."""
     from reconciler.runtimes import open_runtime
 
     target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
@@ -42,7 +43,7 @@ def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
     else:
-        print_text(data)
+        print_text(data, runtime)
 
 
 def status_json(live: LiveState, report: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +73,12 @@ def status_json(live: LiveState, report: dict[str, Any]) -> dict[str, Any]:
 COLUMNS = ("POOL", "CALLER", "ALGORITHM", "VERSION", "READY", "MODEL", "PIDS", "ERROR")
 
 
+def columns(runtime: str) -> tuple[str, ...]:
+    """The table's header: replicas are pids locally, pods anywhere else."""
+    return COLUMNS if runtime == "local" else tuple(
+        "PODS" if c == "PIDS" else c for c in COLUMNS)
+
+
 def rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
     result: list[tuple[str, ...]] = []
     for pool in data["pools"]:
@@ -84,19 +91,15 @@ def rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
     return result
 
 
-def footer(data: dict[str, Any]) -> list[str]:
+def footer(data: dict[str, Any], runtime: str = "local") -> list[str]:
     lines = []
     for node in data["nodes"]:
         gpu = f", {node['gpu']} gpu" if node["gpu"] else ""
         note = " (gpu emulated: its workers run on the CPU)" if node["emulatedGpu"] else ""
         lines.append(f"node {node['name']}: {node['cpuMillis'] / 1000:g} cpu, "
                      f"{node['memoryBytes'] / 2**30:.1f} GiB{gpu}, {node['pods']} pods{note}")
-    agent = data["agent"]
-    if agent["running"]:
-        lines.append(f"agent: running (pid {agent['pid']}, heartbeat {agent['heartbeat']})")
-    else:
-        pending = any(p["ready"] < p["replicas"] for p in data["pools"])
-        lines.append(f"agent: not running ({NO_AGENT})" if pending else "agent: not running")
+    if runtime == "local":  # the agent is the local runtime's; a cluster has kubelets
+        lines.append(agent_line(data))
     last = data.get("lastApply")
     if last:
         verdict = "ok" if last["ok"] else "with failures"
@@ -105,7 +108,16 @@ def footer(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def print_text(data: dict[str, Any]) -> None:
+def agent_line(data: dict[str, Any]) -> str:
+    agent = data["agent"]
+    if agent["running"]:
+        return f"agent: running (pid {agent['pid']}, heartbeat {agent['heartbeat']})"
+    pending = any(p["ready"] < p["replicas"] for p in data["pools"])
+    return f"agent: not running ({NO_AGENT})" if pending else "agent: not running"
+
+
+def print_text(data: dict[str, Any], runtime: str = "local") -> None:
+    header = columns(runtime)
     table = rows(data)
     if not table:
         click.echo("No warm pools.")
@@ -113,14 +125,14 @@ def print_text(data: dict[str, Any]) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        grid = Table(*COLUMNS, box=None, header_style="bold")
+        grid = Table(*header, box=None, header_style="bold")
         for row in table:
             grid.add_row(*row, style="red" if row[-1] else None)
         Console().print(grid)
     else:
-        widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(COLUMNS)]
-        for row in (COLUMNS, *table):
+        widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(header)]
+        for row in (header, *table):
             click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                        .rstrip())
-    for line in footer(data):
+    for line in footer(data, runtime):
         click.echo(line)

@@ -44,6 +44,7 @@ log = logging.getLogger("reconciler.daemon")
 
 Reconcile = Callable[[Snapshot], Outcome]
 MAX_REASONS = 5
+LEADER_POLL = 0.5  # seconds between checks while another daemon leads (a trigger wakes it)
 
 
 class Backoff:
@@ -82,11 +83,13 @@ class Loop:
         interval: float = 30.0,
         resync: float = 300.0,
         backoff_max: float = 300.0,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.source, self.reconcile = source, reconcile
         self.state, self.metrics = state, metrics
         self.interval, self.resync = interval, resync
         self.backoff = Backoff(cap=backoff_max)
+        self.leading = leading  # no pass runs while this is False (another daemon leads)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._pending: str | None = None
@@ -120,6 +123,10 @@ class Loop:
             reason = "start"
             next_resync = time.monotonic() + self.resync
             while not self._stopping.is_set():
+                if not self.leading():
+                    self._wait(LEADER_POLL)  # woken at once when the Lease is acquired
+                    reason = "leader"
+                    continue
                 if time.monotonic() >= next_resync:
                     reason = "resync"
                 if reason == "resync":

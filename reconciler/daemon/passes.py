@@ -10,6 +10,7 @@ the daemon never interleave their writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from reconciler.config import load_config
 from reconciler.config.model import Config
 from reconciler.daemon.state import APPLIED, FAILED, REFUSED, UNCHANGED, Outcome
-from reconciler.errors import ConfigError, Diagnostic
+from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
 from reconciler.runtimes.base import Runtime
 from reconciler.runtimes.local.lock import StateLock
 from reconciler.sources.base import Snapshot
@@ -73,8 +74,12 @@ def _log_entry(entry: Any) -> None:
 class PipelinePass:
     """The `reconcile` callable the loop runs: Snapshot -> Outcome."""
 
-    def __init__(self, settings: PassSettings) -> None:
+    def __init__(self, settings: PassSettings,
+                 gate: Callable[[], str | None] | None = None) -> None:
+        """`gate()`: None while this daemon may write to the runtime, else why not (it
+        lost its Lease, or is stopping); the runtime then writes nothing more."""
         self.settings = settings
+        self.gate = gate
         self._roots_saved: Path | None = None
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
@@ -83,6 +88,9 @@ class PipelinePass:
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
         config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit)
+        closed = self.gate() if self.gate is not None else None
+        if closed:
+            raise ReconcilerError(f"pass not run: {closed}")
         lock = StateLock(self.settings.state_dir / "apply.lock", "reconciler daemon")
         lock.acquire(timeout=self.settings.lock_timeout)
         try:
@@ -144,9 +152,13 @@ class PipelinePass:
                                 code_root=code_root, config_dir=config_dir)
         from reconciler.runtimes import open_runtime
 
-        return open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
-                            data_root=data_root, code_root=code_root,
-                            kubeconfig=s.kubeconfig, context=s.context)
+        runtime = open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
+                               data_root=data_root, code_root=code_root,
+                               kubeconfig=s.kubeconfig, context=s.context)
+        set_gate = getattr(runtime, "set_gate", None)
+        if self.gate is not None and set_gate is not None:
+            set_gate(self.gate)
+        return runtime
 
     def observe(self) -> LiveState:
         """A read of the runtime outside any pass (the pools on /status and the gauges)."""

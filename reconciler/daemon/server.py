@@ -58,8 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
             ok = ep.alive()
             self._text(200 if ok else 503, "ok\n" if ok else "loop stopped\n")
         elif path == "/readyz":
-            ready = ep.state.to_json()["ready"]
-            self._text(200 if ready else 503, "ready\n" if ready else "first pass pending\n")
+            self._readyz()
         elif path == "/metrics":
             ep.refresh()
             self._send(200, ep.metrics.render(), CONTENT_TYPE)
@@ -68,6 +67,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, ep.state.to_json())
         else:
             self._text(404, "not found\n")
+
+    def _readyz(self) -> None:
+        """200 once the first pass has finished, and only while this daemon leads."""
+        data = self.endpoints.state.to_json()
+        if not data["leader"]:
+            holder = (data.get("lease") or {}).get("holder") or "nobody"
+            self._text(503, f"not the leader (the lease is held by {holder})\n")
+        elif not data["ready"]:
+            self._text(503, "first pass pending\n")
+        else:
+            self._text(200, "ready\n")
 
     def do_POST(self) -> None:  # noqa: N802
         if self.path.split("?", 1)[0] != "/webhook":

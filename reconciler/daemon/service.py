@@ -3,9 +3,12 @@
 One daemon per state directory (state_dir/daemon.lock, held for the whole
 life of the process). With the local runtime the agent runs in this
 process, so `reconciler daemon --repo DIR` is the whole product on one
-machine. Shutdown on SIGTERM/SIGINT lets the current pass finish its current
-action, stops the agent (which terminates every worker process), closes the
-server, releases the locks and exits 0; a second signal forces the exit,
+machine. On a cluster there is no agent (kubelets run the pods) and one
+daemon per cluster reconciles: it holds a Lease (see daemon.leader); the
+others wait, not reconciling, and take over when it is released or expires.
+Shutdown on SIGTERM/SIGINT lets the current pass finish its current action,
+stops the agent (which terminates every worker process), releases the Lease,
+closes the server, releases the locks and exits 0; a second signal forces the exit,
 still stopping the workers first.
 """
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from reconciler.daemon.leader import LEASE_NAME, LEASE_NAMESPACE, Leadership, identity
 from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.loop import Loop
 from reconciler.daemon.metrics import Metrics
@@ -48,6 +52,8 @@ class DaemonOptions:
     listen: str = "127.0.0.1:8080"
     log_format: str = "text"
     once: bool = False
+    lease_namespace: str = LEASE_NAMESPACE
+    lease_duration: float = 15.0
     passes: PassSettings = field(default_factory=PassSettings)
 
 
@@ -84,18 +90,43 @@ class Daemon:
         state = DaemonState(repo=source.location, branch=branch, path=opts.path,
                             mode=source.kind)
         state.last_applied = self._applied_before()
+        leadership = self._leadership()
         metrics = Metrics()
-        reconcile = PipelinePass(opts.passes)
+        reconcile = PipelinePass(opts.passes, gate=leadership.gate if leadership else None)
         probe = PoolsProbe(reconcile.observe, state, metrics)
         loop = Loop(source, reconcile, state, metrics, interval=opts.interval,
-                    resync=opts.resync, backoff_max=opts.backoff_max)
+                    resync=opts.resync, backoff_max=opts.backoff_max,
+                    leading=(lambda: leadership.leading) if leadership else lambda: True)
+        if leadership is not None:
+            state.leadership = leadership.to_json
+            leadership.on_acquired = lambda: loop.trigger("became the leader")
         try:
             if opts.once:
-                record = loop.run_pass("once")
-                return 0 if record.result in GOOD else 1
-            return self._serve(source, loop, state, metrics, branch, probe)
+                return self._once(loop, leadership)
+            return self._serve(source, loop, state, metrics, branch, probe, leadership)
         finally:
+            if leadership is not None:
+                leadership.stop()
             source.close()
+
+    def _once(self, loop: Loop, leadership: Leadership | None) -> int:
+        if leadership is not None and not leadership.try_acquire():
+            raise ReconcilerError(f"not running the pass: {leadership.gate()}")
+        record = loop.run_pass("once")
+        return 0 if record.result in GOOD else 1
+
+    def _leadership(self) -> Leadership | None:
+        """The Lease of a cluster runtime (its namespace made if missing); None locally."""
+        settings = self.options.passes
+        if settings.runtime == "local":
+            return None
+        from reconciler.runtimes.kubernetes.lease import Lease
+
+        lease = Lease(self.options.lease_namespace, LEASE_NAME, identity(),
+                      duration=max(1, round(self.options.lease_duration)),
+                      kubeconfig=settings.kubeconfig, context=settings.context)
+        lease.ensure_namespace()
+        return Leadership(lease)
 
     def _applied_before(self) -> str | None:
         """The commit the last successful apply on this state came from.
@@ -118,7 +149,7 @@ class Daemon:
         return str(last["sourceCommit"])
 
     def _serve(self, source: Any, loop: Loop, state: DaemonState, metrics: Metrics,
-               branch: str | None, probe: PoolsProbe) -> int:
+               branch: str | None, probe: PoolsProbe, leadership: Leadership | None) -> int:
         secret = os.environ.get(SECRET_ENV) or None
         register_secret(secret)
         if not secret:
@@ -140,24 +171,32 @@ class Daemon:
         if isinstance(source, DirectorySource):
             source.start_watch(lambda what: loop.trigger(f"file change ({what})"))
         previous = self._install_signals(loop)
+        if leadership is not None:
+            leadership.try_acquire()  # before the first pass; then renewed or retried
+            leadership.start()
         thread.start()
         try:
             while thread.is_alive() and not self._stop.wait(0.2):
                 pass
         finally:
-            self._shutdown(loop, thread, server)
+            self._shutdown(loop, thread, server, leadership)
             self._restore_signals(previous)
         return 0
 
-    def _shutdown(self, loop: Loop, thread: threading.Thread, server: Server) -> None:
+    def _shutdown(self, loop: Loop, thread: threading.Thread, server: Server,
+                  leadership: Leadership | None) -> None:
         log.info("stopping: letting the current pass finish its current action")
         loop.stop()
+        if leadership is not None:
+            leadership.close()  # nothing new is written; a wait for readiness gives up
         thread.join(timeout=2.0)
         self._stop_agent()  # a pass waiting for readiness now gives up at once (deferred)
         thread.join(timeout=STOP_GRACE)
         if thread.is_alive():
             log.warning("the current pass did not finish within %.0fs; exiting anyway",
                         STOP_GRACE)
+        if leadership is not None:
+            leadership.stop()  # the Lease is released: a standby takes over at once
         server.close()
         (self.state_dir / "daemon.json").unlink(missing_ok=True)
         log.info("stopped")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -95,6 +96,9 @@ class DaemonState:
         self.history: deque[PassRecord] = deque(maxlen=HISTORY)
         self.ready = False
         self.started_at = now_iso()
+        # {"leader": bool, "lease": {...}} on a cluster (see daemon.leader); None: no Lease,
+        # this daemon is the only one of its state directory and always leads.
+        self.leadership: Callable[[], dict[str, Any]] | None = None
 
     def seen(self, revision: str) -> None:
         with self._lock:
@@ -125,9 +129,16 @@ class DaemonState:
         with self._lock:
             self.pools = pools
 
+    def leader_json(self) -> dict[str, Any]:
+        if self.leadership is None:
+            return {"leader": True, "lease": None}
+        return self.leadership()
+
     def to_json(self) -> dict[str, Any]:
+        leader = self.leader_json()
         with self._lock:
             return {
+                **leader,
                 "repo": self.repo,
                 "branch": self.branch,
                 "path": self.path,

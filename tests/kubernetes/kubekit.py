@@ -37,7 +37,9 @@ def doc(kind: str, name: str, spec: str) -> str:
 def write_config(root: Path, prefix: str, *, sentiment_replicas: int = 2, vision: bool = True,
                  image: str = "registry.example/acme/sentiment", model: str = "m1",
                  extra_users: int = 0, max_engines: int = 5, alice: bool = True,
-                 new_version: bool = False) -> Path:
+                 new_version: bool = False,
+                 gpu_tolerations: str = "[{key: nvidia.com/gpu, operator: Exists, "
+                                        "effect: NoSchedule}]") -> Path:
     """Write the config repo into `root` (overwriting); `extra_users` more users each
     reserve one sentiment replica (a config with many pools)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,7 @@ def write_config(root: Path, prefix: str, *, sentiment_replicas: int = 2, vision
         "Settings", "settings",
         f"  kubernetes:\n    namespacePrefix: {prefix}\n"
         "    gpuNodeSelector: {accelerator: nvidia}\n"
-        "    gpuTolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n"))
+        f"    gpuTolerations: {gpu_tolerations}\n"))
     return root
 
 

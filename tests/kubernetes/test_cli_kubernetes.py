@@ -1,4 +1,4 @@
-"""The CLI end to end against the API server: plan, apply, plan again, status.
+"""The CLI end to end against the API server: plan, apply, plan again, status, plan files.
 
 The config has no version moves, so apply never waits for pods (envtest runs
 no controllers).
@@ -7,13 +7,15 @@ no controllers).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from kubekit import reconciler, set_deployment_status, write_config
+from kubekit import apply_all, plan_for, reconciler, set_deployment_status, write_config
 
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.runtimes.kubernetes.client import Api
+from reconciler.runtimes.kubernetes.runtime import KubernetesRuntime
 
 pytestmark = pytest.mark.slow
 
@@ -57,3 +59,56 @@ def test_unreachable_cluster_is_an_error_not_a_traceback(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "cannot load Kubernetes credentials" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def make_ready_pod(api: Api, namespace: str, name: str, template: dict) -> None:
+    """A pod of the pool's template, Ready (what a kubelet would report)."""
+    api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, **template["metadata"]}, "spec": template["spec"]})
+    api.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+                content_type="application/merge-patch+json", body={"status": {
+                    "phase": "Running", "startTime": "2026-11-22T10:00:00Z",
+                    "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def test_status_text_shows_pods_and_no_local_agent(tmp_path: Path, prefix: str,
+                                                   kubeconfig: Path, api: Api,
+                                                   runtime: KubernetesRuntime) -> None:
+    root = write_config(tmp_path / "repo", prefix, sentiment_replicas=1)
+    apply_all(plan_for(root, runtime), runtime)
+    pool = next(p for p in runtime.observe().pools if p.caller == "alice")
+    template = m.deployment_manifest(pool, runtime.settings)["spec"]["template"]
+    make_ready_pod(api, f"{prefix}alice", "sentiment-pod-1", template)
+    set_deployment_status(api, f"{prefix}alice", m.deployment_name(pool.id), ready=1)
+
+    result = reconciler("status", "--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
+                        "--state", str(tmp_path / "state"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "PODS" in lines[0].split() and "PIDS" not in lines[0].split()
+    row = next(line for line in lines if line.startswith(pool.id)).split()
+    assert "1/1" in row and "sentiment-pod-1" in row
+    assert "agent" not in result.stdout and "reconciler daemon" not in result.stdout
+    assert any(line.startswith("node gpu-node-1:") for line in lines)
+
+
+def test_a_plan_file_keeps_its_namespaces_when_the_config_is_gone(
+        tmp_path: Path, prefix: str, kubeconfig: Path, api: Api) -> None:
+    root = write_config(tmp_path / "repo", prefix)
+    plan_file = tmp_path / "plan.json"
+    common = ["--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
+              "--state", str(tmp_path / "state")]
+    plan = reconciler("plan", str(root), *common, "--out", str(plan_file))
+    assert plan.returncode == 0, plan.stderr
+    options = json.loads(plan_file.read_text())["options"]["kubernetes"]
+    assert options == {"namespacePrefix": prefix, "gpuNodeSelector": {"accelerator": "nvidia"},
+                       "gpuTolerations": [{"key": m.GPU, "operator": "Exists",
+                                           "effect": "NoSchedule"}]}
+    shutil.rmtree(root)
+
+    applied = reconciler("apply", "--plan", str(plan_file), *common, "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    deployments = api.get(f"/apis/apps/v1/namespaces/{prefix}alice/deployments")["items"]
+    assert [d["metadata"]["namespace"] for d in deployments] == [f"{prefix}alice"]
+    assert api.get_or_none("/api/v1/namespaces/acct-alice") is None  # not the default prefix

@@ -18,6 +18,7 @@ import yaml
 from kubekit import desired_of, reconciler, write_config
 
 from reconciler.config.model import KubernetesSettings
+from reconciler.desired import scheduling_json
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.states import Quota, Tenant, WarmPool, pool_id
 
@@ -26,6 +27,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SETTINGS = KubernetesSettings(
     namespace_prefix="acct-", gpu_node_selector={"accelerator": "nvidia"},
     gpu_tolerations=({"key": m.GPU, "operator": "Exists", "effect": "NoSchedule"},))
+GPU_SCHEDULING = scheduling_json(SETTINGS)
 
 
 def make_pool(caller: str = "alice", owner: str = "acme", name: str = "sentiment",
@@ -46,7 +48,7 @@ def validate(obj: dict) -> None:
 
 
 def test_every_kind_is_valid_against_the_schemas() -> None:
-    gpu_pool = make_pool(name="vision", processor="gpu", gpu=2)
+    gpu_pool = make_pool(name="vision", processor="gpu", gpu=2, scheduling=GPU_SCHEDULING)
     for obj in (m.namespace_manifest("alice", SETTINGS, Tenant("alice")),
                 m.namespace_manifest("acme", SETTINGS),
                 m.quota_manifest(Quota("alice", 5, 2, "lim"), SETTINGS),
@@ -59,6 +61,19 @@ def test_every_kind_is_valid_against_the_schemas() -> None:
     assert spec["containers"][0]["resources"]["limits"][m.GPU] == "2"
     assert spec["nodeSelector"] == {"accelerator": "nvidia"}
     assert spec["tolerations"] == [dict(SETTINGS.gpu_tolerations[0])]
+
+
+def test_scheduling_comes_from_the_pool_not_from_the_runtime_settings() -> None:
+    assert GPU_SCHEDULING == ('{"nodeSelector":{"accelerator":"nvidia"},"tolerations":'
+                              '[{"effect":"NoSchedule","key":"nvidia.com/gpu","operator":"Exists"}]}')
+    assert scheduling_json(KubernetesSettings()) == ""
+    other = make_pool(name="vision", processor="gpu", gpu=1,
+                      scheduling='{"tolerations":[{"key":"dedicated","operator":"Exists"}]}')
+    spec = m.deployment_manifest(other, SETTINGS)["spec"]["template"]["spec"]
+    assert "nodeSelector" not in spec
+    assert spec["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    cpu = m.deployment_manifest(make_pool(), SETTINGS)["spec"]["template"]["spec"]
+    assert "nodeSelector" not in cpu and "tolerations" not in cpu
 
 
 def test_names_and_labels_stay_valid_for_the_longest_names() -> None:
@@ -80,7 +95,8 @@ def test_names_and_labels_stay_valid_for_the_longest_names() -> None:
 
 
 @pytest.mark.parametrize("pool", [make_pool(), make_pool(processor="gpu", gpu=1, version=None,
-                                                         visibility="unpublished")])
+                                                         visibility="unpublished",
+                                                         scheduling=GPU_SCHEDULING)])
 def test_a_deployment_reads_back_as_the_pool_it_was_made_from(pool: WarmPool) -> None:
     assert m.pool_from(m.deployment_manifest(pool, SETTINGS)) == pool
 
@@ -94,6 +110,18 @@ def test_hand_edits_are_read_back_and_rewritten_quantities_are_not() -> None:
     container["image"] = "someone/else"
     deployment["spec"]["replicas"] = 9
     assert m.pool_from(deployment) == make_pool(memory="1Gi", image="someone/else", replicas=9)
+
+
+def test_hand_edited_scheduling_reads_back_as_drift() -> None:
+    pool = make_pool(processor="gpu", gpu=1, scheduling=GPU_SCHEDULING)
+    deployment = m.deployment_manifest(pool, SETTINGS)
+    pod = deployment["spec"]["template"]["spec"]
+    pod["tolerations"] = [{"operator": "Exists"}]
+    assert m.pool_from(deployment) == make_pool(
+        processor="gpu", gpu=1,
+        scheduling='{"nodeSelector":{"accelerator":"nvidia"},"tolerations":[{"operator":"Exists"}]}')
+    del pod["nodeSelector"], pod["tolerations"]
+    assert m.pool_from(deployment) == make_pool(processor="gpu", gpu=1, scheduling="")
 
 
 def test_tenants_and_quotas_read_back() -> None:

@@ -14,6 +14,7 @@ import pytest
 from kubekit import apply_all, desired_of, plan_for, set_deployment_status, write_config
 
 from reconciler.apply import ApplyResult, execute
+from reconciler.pipeline import plan_config
 from reconciler.plan.plans import Op
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.runtimes.kubernetes.client import Api
@@ -185,3 +186,24 @@ def test_a_version_move_deletes_the_old_pool_once_the_new_one_is_ready(
     assert results and results[0].ok and not results[0].deferred
     assert runtime.observe().pool(old.id) is None
     assert plan_for(root, runtime).empty
+
+
+def test_changed_gpu_tolerations_update_the_gpu_pools_only(tmp_path: Path, prefix: str,
+                                                          api: Api,
+                                                          runtime: KubernetesRuntime) -> None:
+    root = write_config(tmp_path / "repo", prefix)
+    apply_all(plan_for(root, runtime), runtime)
+    write_config(root, prefix, gpu_tolerations="[{key: dedicated, operator: Equal, "
+                                               "value: ml, effect: NoExecute}]")
+    plan = plan_config(root, runtime).plan
+    vision = next(p for p in desired_of(root)[0].pools if p.name == "vision")
+    assert ops(plan) == [("update", "WarmPool", vision.id)]
+    assert [c.path for c in plan.actions[0].changes] == ["scheduling"]
+
+    result = execute(plan, runtime, wait_timeout=1)
+    assert result.ok, result.to_json()
+    pod = deployment(api, prefix, "bob", vision.id)["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ml",
+                                   "effect": "NoExecute"}]
+    assert pod["nodeSelector"] == {"accelerator": "nvidia"}
+    assert plan_config(root, runtime).plan.empty  # observe() reads the same scheduling back

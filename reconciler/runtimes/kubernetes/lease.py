@@ -6,6 +6,8 @@ The rules of client-go's leaderelection, kept small:
 - renew(): the holder writes a fresh renewTime; False when someone else holds
   the Lease now (this process must stop reconciling).
 - release(): on shutdown, give the Lease up so another daemon takes over at once.
+- ensure_namespace(): make the Lease's namespace (labelled managed-by reconciler) if
+  it is missing; an existing one is used as it is.
 
 Every write is a replace guarded by the resourceVersion just read, so two
 candidates racing for an expired Lease cannot both win: the loser gets a 409
@@ -25,7 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.runtimes.kubernetes.client import Api, ApiError, connect
+from reconciler.runtimes.kubernetes.client import REQUEST_TIMEOUT, Api, ApiError, connect
+from reconciler.runtimes.kubernetes.manifests import MANAGED_BY, MANAGER
 
 MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -40,7 +43,10 @@ class Lease:
                  api_client: Any = None) -> None:
         self.namespace, self.name, self.identity = namespace, name, identity
         self.duration = duration
-        self.api = Api(api_client if api_client is not None else connect(kubeconfig, context))
+        # A request may not outlast the time left to renew: a hung call must not keep a
+        # holder believing it leads after its Lease has expired for everyone else.
+        self.api = Api(api_client if api_client is not None else connect(kubeconfig, context),
+                       timeout=min(REQUEST_TIMEOUT, max(1.0, duration / 3)))
         self._seen: tuple[Any, ...] | None = None  # the last record observed ...
         self._seen_at = 0.0  # ... and when (monotonic) it was first seen that way
         self.held = False
@@ -86,6 +92,19 @@ class Lease:
             self.api.request("PUT", self.path, body=lease)
         except ApiError as exc:
             if exc.status not in (404, 409):
+                raise
+
+    def ensure_namespace(self) -> None:
+        """Create the Lease's namespace when it is missing, labelled as ours."""
+        path = f"/api/v1/namespaces/{self.namespace}"
+        if self.api.get_or_none(path) is not None:
+            return
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": self.namespace, "labels": {MANAGED_BY: MANAGER}}}
+        try:
+            self.api.request("POST", "/api/v1/namespaces", body=body)
+        except ApiError as exc:
+            if exc.status != 409:  # made meanwhile by another candidate: fine
                 raise
 
     def holder(self) -> str | None:

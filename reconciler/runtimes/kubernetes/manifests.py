@@ -177,12 +177,7 @@ def deployment_manifest(pool: WarmPool, settings: KubernetesSettings, *,
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
                            "periodSeconds": 5},
     }
-    pod_spec: dict[str, Any] = {"containers": [container]}
-    if pool.processor == "gpu" or pool.gpu > 0:
-        if settings.gpu_node_selector:
-            pod_spec["nodeSelector"] = dict(settings.gpu_node_selector)
-        if settings.gpu_tolerations:
-            pod_spec["tolerations"] = [dict(t) for t in settings.gpu_tolerations]
+    pod_spec: dict[str, Any] = {"containers": [container], **scheduling_of(pool)}
     surge, unavailable = (0, 1) if in_place else (1, 0)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
@@ -201,6 +196,29 @@ def deployment_manifest(pool: WarmPool, settings: KubernetesSettings, *,
     }
 
 
+def scheduling_of(pool: WarmPool) -> dict[str, Any]:
+    """The pod spec's nodeSelector / tolerations, from the pool's own `scheduling` (the
+    config's gpu settings when it was compiled), not from this runtime's Settings."""
+    if not pool.scheduling:
+        return {}
+    try:
+        data = json.loads(pool.scheduling)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: data[key] for key in ("nodeSelector", "tolerations") if data.get(key)}
+
+
+def _live_scheduling(pool: WarmPool, pod_spec: Mapping[str, Any]) -> str:
+    """The pool's `scheduling` while the pod spec still says the same; else the canonical
+    JSON of what the pod spec says now (someone edited it: drift, an `update`)."""
+    live = {key: pod_spec[key] for key in ("nodeSelector", "tolerations") if pod_spec.get(key)}
+    if live == scheduling_of(pool):
+        return pool.scheduling
+    return _spec_json(live) if live else ""
+
+
 def pool_from(obj: Mapping[str, Any]) -> WarmPool | None:
     """The WarmPool a Deployment was applied from, with hand-editable fields read from the
     object (replicas, image, resources, env, digest) so drift shows in the next plan."""
@@ -213,7 +231,8 @@ def pool_from(obj: Mapping[str, Any]) -> WarmPool | None:
         return None
     spec = obj.get("spec") or {}
     template = spec.get("template") or {}
-    containers = (template.get("spec") or {}).get("containers") or [{}]
+    pod_spec = template.get("spec") or {}
+    containers = pod_spec.get("containers") or [{}]
     container = next((c for c in containers if c.get("name") == CONTAINER), containers[0])
     env = {e.get("name"): e.get("value") for e in container.get("env") or ()}
     limits = (container.get("resources") or {}).get("limits") or {}
@@ -227,6 +246,7 @@ def pool_from(obj: Mapping[str, Any]) -> WarmPool | None:
         "entrypoint": env.get("RECONCILER_ENTRYPOINT", pool.entrypoint),
         "model_path": env.get("RECONCILER_MODEL_PATH", pool.model_path),
         "model_digest": digest or pool.model_digest,
+        "scheduling": _live_scheduling(pool, pod_spec),
     }
     return WarmPool.from_json({**pool.to_json(), **values})
 

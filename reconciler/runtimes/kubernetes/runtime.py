@@ -9,11 +9,15 @@
   names it).
 - wait_ready(): polls the pool's Deployment until enough replicas of the
   current template are ready.
+- gate: an optional callable the daemon sets; when it gives a reason (this
+  process lost its Lease, or is stopping), apply() writes nothing and
+  wait_ready() gives up at once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,14 @@ class KubernetesRuntime:
         self.settings: KubernetesSettings = (settings or Settings()).kubernetes
         self.api = Api(api_client if api_client is not None else connect(kubeconfig, context))
         self.poll_interval = poll_interval
+        self.gate: Callable[[], str | None] | None = None
+
+    def set_gate(self, gate: Callable[[], str | None]) -> None:
+        """`gate()`: None while this process may write, else why it may not."""
+        self.gate = gate
+
+    def _closed_because(self) -> str | None:
+        return self.gate() if self.gate is not None else None
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -79,6 +91,9 @@ class KubernetesRuntime:
     def apply(self, action: Action) -> None:
         """Create, scale, reload and update are one server-side apply of the whole object
         (idempotent); delete removes it if it is still there and ours."""
+        reason = self._closed_because()
+        if reason:
+            raise RuntimeFault(f"{action.op} {action.kind} {action.id} not applied: {reason}")
         obj = action.obj
         if action.op is Op.DELETE:
             if isinstance(obj, Tenant):
@@ -193,6 +208,10 @@ class KubernetesRuntime:
                                m.deployment_name(pool_id))
         deadline = time.monotonic() + timeout
         while True:
+            reason = self._closed_because()
+            if reason:
+                raise NotReady(f"pool {pool_id}: stopped waiting ({reason}); the old pool "
+                               "keeps serving")
             deployment = self.api.get_or_none(path)
             if deployment is None:
                 raise NotReady(f"pool {pool_id}: its Deployment does not exist")
