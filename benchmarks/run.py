@@ -7,8 +7,10 @@ Generates a synthetic repository with benchmarks/generate.py, declares local
 nodes large enough for all its replicas (so the plan is applyable and every
 stage runs), then prints a Markdown table of:
 - the floor: a bare CSafeLoader parse of every file (plain objects, no marks);
-- whole CLI processes: `validate` cold (empty cache) and warm, and `plan`
-  warm against an empty local state (every pool is a create);
+- whole CLI processes: `validate` cold (empty cache) and warm, `plan`
+  warm against an empty local state (every pool is a create), `apply` of
+  that plan, and a no-op `plan` against the applied state (the daemon's
+  steady state);
 - the in-process split of planning: load (warm cache), compile, diff,
   place, render (text, markdown, json), for the create-everything plan and
   for a no-op plan (the live state already equals the desired state).
@@ -92,10 +94,20 @@ def cli_rows(repo: Path, work: Path, repeat: int) -> list[tuple[str, float, str]
     plan_args = ["plan", str(repo), "--state", str(state), "--out", str(work / "plan.json")]
     planned, result = best(repeat, lambda: cli(plan_args, env))
     assert result.returncode == 0, (result.stdout + result.stderr).decode()[-2000:]
+    applied, result = best(1, lambda: cli(["apply", str(repo), "--state", str(state),
+                                           "--auto-approve"], env))
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()[-2000:]
+    noop_args = ["plan", str(repo), "--state", str(state), "--detailed-exitcode"]
+    noop, result = best(repeat, lambda: cli(noop_args, env))
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()[-2000:]
     return [("`reconciler validate`, cold cache (process)", min(cold), "empty cache dir"),
             ("`reconciler validate`, warm cache (process)", warm, ""),
             ("`reconciler plan`, warm cache, empty local state (process)", planned,
-             "every pool a create; text to a pipe, plan file written")]
+             "every pool a create; text to a pipe, plan file written"),
+            ("`reconciler apply`, empty local state (process)", applied,
+             "one SQLite transaction per action; no agent"),
+            ("`reconciler plan`, no-op against the applied state (process)", noop,
+             "target < 1 s; exit 0 with --detailed-exitcode")]
 
 
 def split_rows(repo: Path, cache: Path, repeat: int) -> list[tuple[str, float, str]]:
