@@ -21,8 +21,11 @@ from reconciler.states import DesiredState, Quota, Tenant, WarmPool, pool_id
 def compile_config(config: Config) -> DesiredState:
     """Tenants (one per calling account), quotas (account CapacityLimits), warm pools."""
     gpu_scheduling = scheduling_json(config.settings.kubernetes)
-    pools = sorted((_warm_pool(count, gpu_scheduling)
-                    for count in aggregate_pools(config).values()), key=lambda pool: pool.id)
+    # the loader has counted already (its capacity rules need the counts); a Config
+    # made another way is counted here
+    counts = config.pool_counts if config.pool_counts is not None else aggregate_pools(config)
+    pools = sorted((_warm_pool(count, gpu_scheduling) for count in counts.values()),
+                   key=lambda pool: pool.id)
     callers = sorted({pool.caller for pool in pools})
     tenants = tuple(Tenant(caller, str(config.accounts[caller].type)) for caller in callers)
     quotas = compile_quotas(config.limits.values())
@@ -73,31 +76,8 @@ def _warm_pool(count: PoolCount, gpu_scheduling: str) -> WarmPool:
 
 
 def compile_quotas(limits: Iterable[CapacityLimit]) -> tuple[Quota, ...]:
-    """One quota per account that has account-scope limits.
-
-    Should two limits name the same account, the stricter value of each
-    field wins (both limits must hold), and the quota names both sources.
-    """
-    merged: dict[str, Quota] = {}
-    for limit in sorted(limits, key=lambda lim: lim.name):
-        if not limit.account or limit.max_engines is None:
-            continue
-        quota = Quota(limit.account, limit.max_engines, limit.max_gpus, limit.name)
-        known = merged.get(limit.account)
-        if known is not None:
-            quota = Quota(
-                limit.account,
-                min(known.max_engines, quota.max_engines),
-                _stricter(known.max_gpus, quota.max_gpus),
-                f"{known.source}, {quota.source}",
-            )
-        merged[limit.account] = quota
-    return tuple(merged[account] for account in sorted(merged))
-
-
-def _stricter(left: int | None, right: int | None) -> int | None:
-    if left is None:
-        return right
-    if right is None:
-        return left
-    return min(left, right)
+    """One quota per account-scope CapacityLimit, sorted by account. The rules
+    allow at most one such limit per account, so there is nothing to merge."""
+    quotas = [Quota(limit.account, limit.max_engines, limit.max_gpus, limit.name)
+              for limit in limits if limit.account and limit.max_engines is not None]
+    return tuple(sorted(quotas, key=lambda quota: quota.account))

@@ -8,6 +8,7 @@ unchanged repo should finish well under a second.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def command(config_dir: Path, fmt: str, no_cache: bool) -> None:
             "warnings": [d.to_json() for d in warnings],
         }, indent=2) + "\n")
     elif fmt == "github":
-        out.write("".join(github_line(d) + "\n" for d in diags))
+        base = workspace()
+        out.write("".join(github_line(d, config_dir, base) + "\n" for d in diags))
     else:
         out.write("".join(f"{d}\n" if d.severity is Severity.ERROR else f"warning: {d}\n"
                           for d in diags))
@@ -76,11 +78,26 @@ def _escape(value: str, prop: bool = False) -> str:
     return value.replace(":", "%3A").replace(",", "%2C") if prop else value
 
 
-def github_line(d: Diagnostic) -> str:
+def workspace() -> str:
+    """Where GitHub resolves annotation paths: $GITHUB_WORKSPACE (the checkout),
+    else the current directory (an Actions job runs at the repository root)."""
+    return os.path.realpath(os.environ.get("GITHUB_WORKSPACE") or os.getcwd())
+
+
+def repo_path(file: str, config_dir: Path, base: str) -> str:
+    """A diagnostic's file (relative to CONFIG_DIR) relative to `base`, with '/'."""
+    path = os.path.join(os.path.realpath(config_dir), file)
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def github_line(d: Diagnostic, config_dir: Path = Path("."), base: str | None = None) -> str:
+    """One workflow command; `file=` is relative to the workspace, not CONFIG_DIR,
+    so `validate platform --format github` annotates platform/x.yaml."""
     level = "error" if d.severity is Severity.ERROR else "warning"
     props = []
     if d.file:
-        props.append(f"file={_escape(d.file, True)}")
+        file = repo_path(d.file, config_dir, base if base is not None else workspace())
+        props.append(f"file={_escape(file, True)}")
     if d.line:
         props += [f"line={d.line}", f"col={d.col}"]
     message = f"{d.path}: {d.message}" if d.path else d.message

@@ -1,14 +1,18 @@
 """Validated plain documents -> frozen model values (reconciler.config.model).
 
 Only documents that passed their schema reach this module, so it trusts the
-shapes and fills in the documented defaults. Field locations are kept as a
+shapes. It passes only the fields that are written; the defaults are the
+model's dataclass defaults (one source). Integer fields become ints (2.0 is
+an integer to JSON Schema) and numeric quantities plain decimal text. Field locations are kept as a
 lazy read-only mapping: a 10,000-reservation repo has ~150,000 of them and
 almost none are ever looked at.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -83,24 +87,50 @@ def build(file: str, data: dict[str, Any], line: int, col: int, locs: PackedLocs
     meta = data["metadata"]
     labels = meta.get("labels")
     metadata = Metadata(meta["name"], MappingProxyType(dict(labels)) if labels else _EMPTY,
-                        meta.get("description", ""))
+                        **_present(meta, {"description": ("description", str)}))
     kind = _KINDS[data["kind"]]
     doc = Document(kind, metadata, Location(file, line, col), FieldLocations(file, locs))
     return _BUILDERS[kind](doc, data["spec"])  # type: ignore[no-any-return]
 
 
+Fields = dict[str, tuple[str, Callable[[Any], Any]]]
+
+
+def _present(spec: Mapping[str, Any], fields: Fields) -> dict[str, Any]:
+    """Model keyword arguments for the YAML keys that are present, converted:
+    an absent key takes the model's dataclass default, the one source of defaults."""
+    return {name: convert(spec[key]) for key, (name, convert) in fields.items() if key in spec}
+
+
+def quantity(value: Any) -> str:
+    """A quantity as text. YAML numbers become plain decimals (0.00001, never
+    1e-05); a number that is not finite (.inf, .nan) stays "inf" / "nan", which
+    the rules reject as not a quantity."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f") if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _int(value: Any) -> int:
+    """Integer fields: JSON Schema counts 2.0 as an integer; the model holds 2."""
+    return int(value)
+
+
+_ACCOUNT: Fields = {"members": ("members", tuple)}
+
+
 def _account(doc: Document, spec: dict[str, Any]) -> Account:
-    return Account(doc, AccountType(spec["type"]), tuple(spec.get("members", ())))
+    return Account(doc, AccountType(spec["type"]), **_present(spec, _ACCOUNT))
 
 
-def _quantity(value: Any, default: str) -> str:
-    return default if value is None else str(value)
+_RESOURCES: Fields = {"cpu": ("cpu", quantity), "memory": ("memory", quantity),
+                      "gpu": ("gpu", _int)}
 
 
 def _algorithm(doc: Document, spec: dict[str, Any]) -> Algorithm:
-    res = spec.get("resources") or {}
-    resources = Resources(_quantity(res.get("cpu"), "1"), _quantity(res.get("memory"), "512Mi"),
-                          int(res.get("gpu", 0)))
+    resources = Resources(**_present(spec.get("resources") or {}, _RESOURCES))
     versions = tuple(
         Version(v["commit"], v.get("version"), Visibility(v["visibility"]), v["compiledAt"],
                 Model(v["model"]["path"], v["model"]["digest"]), index)
@@ -112,32 +142,47 @@ def _algorithm(doc: Document, spec: dict[str, Any]) -> Algorithm:
 
 def _reservation(doc: Document, spec: dict[str, Any]) -> Reservation:
     return Reservation(doc, spec["caller"], spec["algorithm"], VersionType(spec["versionType"]),
-                       spec["replicas"])
+                       _int(spec["replicas"]))
+
+
+_LIMIT: Fields = {
+    "account": ("account", str), "maxEngines": ("max_engines", _int),
+    "maxGpus": ("max_gpus", _int), "algorithm": ("algorithm", str),
+    "minimumParallelCapacity": ("minimum_parallel_capacity", _int),
+    "maximumParallelCapacity": ("maximum_parallel_capacity", _int),
+}
 
 
 def _limit(doc: Document, spec: dict[str, Any]) -> CapacityLimit:
-    return CapacityLimit(doc, spec.get("account"), spec.get("maxEngines"), spec.get("maxGpus"),
-                         spec.get("algorithm"), spec.get("minimumParallelCapacity"),
-                         spec.get("maximumParallelCapacity"))
+    return CapacityLimit(doc, **_present(spec, _LIMIT))
+
+
+_SAFETY: Fields = {"maxDeletions": ("max_deletions", _int),
+                   "maxDeletePercent": ("max_delete_percent", _int)}
+_NODE: Fields = {"name": ("name", str), "processor": ("processor", Processor),
+                 "cpu": ("cpu", quantity), "memory": ("memory", quantity),
+                 "gpu": ("gpu", _int), "pods": ("pods", _int)}
+_KUBERNETES: Fields = {
+    "namespacePrefix": ("namespace_prefix", str),
+    "gpuNodeSelector": ("gpu_node_selector", lambda m: MappingProxyType(dict(m))),
+    "gpuTolerations": ("gpu_tolerations", lambda ts: tuple(_toleration(t) for t in ts)),
+}
+
+
+def _toleration(toleration: dict[str, Any]) -> Mapping[str, Any]:
+    out = dict(toleration)
+    if "tolerationSeconds" in out:
+        out["tolerationSeconds"] = _int(out["tolerationSeconds"])
+    return MappingProxyType(out)
 
 
 def _settings(doc: Document, spec: dict[str, Any]) -> Settings:
-    safety_spec = spec.get("safety") or {}
-    safety = Safety(safety_spec.get("maxDeletions", 10), safety_spec.get("maxDeletePercent", 50))
+    safety = Safety(**_present(spec.get("safety") or {}, _SAFETY))
     local = spec.get("local") or {}
     nodes = None
     if "nodes" in local:
-        nodes = tuple(
-            NodeSpec(n["name"], Processor(n["processor"]), str(n["cpu"]), str(n["memory"]),
-                     n.get("gpu", 0), n.get("pods", 32))
-            for n in local["nodes"]
-        )
-    kube = spec.get("kubernetes") or {}
-    kubernetes = KubernetesSettings(
-        kube.get("namespacePrefix", "acct-"),
-        MappingProxyType(dict(kube.get("gpuNodeSelector") or {})),
-        tuple(MappingProxyType(dict(t)) for t in kube.get("gpuTolerations") or ()),
-    )
+        nodes = tuple(NodeSpec(**_present(n, _NODE)) for n in local["nodes"])
+    kubernetes = KubernetesSettings(**_present(spec.get("kubernetes") or {}, _KUBERNETES))
     return Settings(doc, safety, nodes, kubernetes)
 
 

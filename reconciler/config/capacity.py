@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from reconciler.config.model import CapacityLimit, Config
-from reconciler.config.resolve import PoolCount, find_version
+from reconciler.config.resolve import PoolCount, limit_target
 from reconciler.config.rules import diag
 from reconciler.errors import Diagnostic
 
@@ -61,13 +61,12 @@ def _account_limit(limit: CapacityLimit, pools: list[PoolCount]) -> list[Diagnos
 
 def _version_limit(limit: CapacityLimit, config: Config,
                    by_version: dict[tuple[str, str], list[PoolCount]]) -> list[Diagnostic]:
-    if limit.maximum_parallel_capacity is None or limit.algorithm is None:
+    if limit.maximum_parallel_capacity is None:
         return []
-    owner, name, selector = limit.algorithm.split("/", 2)
-    algorithm = config.algorithms.get(f"{owner}/{name}")
-    version = find_version(algorithm, selector) if algorithm else None
-    if algorithm is None or version is None:
+    target = limit_target(limit, config.algorithms)
+    if target is None:
         return []  # reported by the reference rules
+    algorithm, version = target
     pools = by_version.get((algorithm.ref, version.commit), [])
     total = sum(pool.replicas for pool in pools)
     if total <= limit.maximum_parallel_capacity:

@@ -6,8 +6,11 @@ Kept apart from the parser so that a fully cached run never imports yaml.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 Pos = tuple[int, int]  # 1-based (line, col)
 # A diagnostic before it knows its file: (line, col, path, message, severity)
@@ -47,3 +50,13 @@ def unpack_locs(packed: PackedLocs) -> dict[str, Pos]:
     flat = array("I")
     flat.frombytes(raw)
     return {path: (flat[2 * i], flat[2 * i + 1]) for i, path in enumerate(paths)}
+
+
+def nearest(locs: Mapping[str, T], path: str, default: T) -> T:
+    """The entry of a dotted field path, else of its nearest located parent
+    ("spec.versions[0].x" -> "spec"), else `default`."""
+    while path:
+        if path in locs:
+            return locs[path]
+        path = path.rpartition(".")[0]
+    return default

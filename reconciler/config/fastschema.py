@@ -12,6 +12,7 @@ jsonschema then checks every document of that kind.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -96,8 +97,48 @@ def _const(value: Any, schema: dict[str, Any]) -> tuple[Check, bool]:
     return _enum([value], schema)
 
 
+# ECMA-262 (which JSON Schema's "pattern" specifies) versus Python's re: `$`
+# matches only at the very end (Python: also before a final "\n"); \d and \w
+# are ASCII (Python: any Unicode digit / word character); \s is ECMA's own set;
+# `.` matches no line terminator (Python: anything but "\n").
+_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_IN_CLASS = {r"\d": "0-9", r"\w": "A-Za-z0-9_", r"\s": _SPACE}
+_OUTSIDE = {"$": r"\Z", ".": r"[^\n\r\u2028\u2029]",
+            **{token: f"[{chars}]" for token, chars in _IN_CLASS.items()},
+            **{token.upper(): f"[^{chars}]" for token, chars in _IN_CLASS.items()}}
+
+
+@functools.cache
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """A Python regex that matches as the ECMA-262 `pattern` does, for the
+    syntax JSON Schemas use (no flags, no lookbehind). Both checkers search
+    with it (jsonschema through schema.py's validator, and the fast check
+    here), so they agree, and both refuse "bob\n" for "^[a-z]+$"."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        token = pattern[i:i + 2] if pattern[i] == "\\" else pattern[i]
+        i += len(token)
+        if in_class:
+            in_class = token != "]"
+            out.append(_IN_CLASS.get(token, token))
+        elif token == "[" and pattern[i:i + 1] == "]":  # ECMA: [] matches nothing
+            out.append("(?!)")
+            i += 1
+        elif token == "[" and pattern[i:i + 2] == "^]":  # ECMA: [^] matches anything
+            out.append("[\\s\\S]")
+            i += 2
+        elif token == "[":
+            in_class = True
+            out.append(token)
+        else:
+            out.append(_OUTSIDE.get(token, token))
+    return re.compile("".join(out))
+
+
 def _pattern(value: str, _: dict[str, Any]) -> tuple[Check, bool]:
-    search = re.compile(value).search
+    search = ecma_regex(value).search
     return (lambda x: not isinstance(x, str) or search(x) is not None), True
 
 

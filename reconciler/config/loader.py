@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from reconciler.config import build, capacity, rules
@@ -23,6 +24,8 @@ from reconciler.errors import ConfigError, Diagnostic, Severity
 
 DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")
+# no following a symlink at open time, and no blocking on a FIFO before it is refused
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 # What one file yields, cached by content: ([(data, line, col, locs, valid)], diagnostics)
 FileResult = tuple[list[tuple[Any, int, int, PackedLocs, bool]], list[RawDiag]]
@@ -62,9 +65,10 @@ def check_config(
     items: list[build.Built] = []
     ghosts = rules.Ghosts()
     documents = 0
+    real_root = os.path.realpath(root)
     for path in yaml_files(root):
         rel = path.relative_to(root).as_posix()
-        docs, raw_diags = _file_result(path, cache)
+        docs, raw_diags = _file_result(path, real_root, cache)
         diags += [Diagnostic(m, rel, line, col, p, Severity(s)) for line, col, p, m, s in raw_diags]
         for data, line, col, locs, valid in docs:
             documents += 1
@@ -77,7 +81,9 @@ def check_config(
                                  "(looked for *.yaml and *.yml outside hidden directories)")]
     config, found = rules.assemble(str(root.resolve()), items, commit)
     diags += found
-    pools = list(aggregate_pools(config).values())
+    counts = aggregate_pools(config)
+    object.__setattr__(config, "pool_counts", MappingProxyType(counts))  # compile_config reuses it
+    pools = list(counts.values())
     pooled = {source for pool in pools for source in pool.sources}
     diags += rules.check(config, ghosts, pooled)
     diags += capacity.check(config, pools)
@@ -97,17 +103,30 @@ def load_config(
     return config
 
 
-def _file_result(path: Path, cache: FileCache | None) -> FileResult:
-    """Parse and validate one file, or take the result from the cache."""
+def _file_result(path: Path, real_root: str, cache: FileCache | None) -> FileResult:
+    """Parse and validate one file, or take the result from the cache.
+
+    A symlink is followed only when its target stays inside the config root:
+    a link to /etc/passwd must not be read, let alone quoted in diagnostics
+    that a pull request or the daemon's status shows."""
     limit = max_file_bytes()
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            return [], [(1, 1, "", "not a regular file; skipped", "error")]
-        if info.st_size > limit:
-            return [], [(1, 1, "", f"file is {info.st_size} bytes, over the limit of {limit} "
-                                   "(RECONCILER_MAX_FILE_BYTES); refused", "error")]
-        with open(path, "rb") as handle:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            target = os.path.realpath(path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                return [], [(1, 1, "", "symlink to outside the config root is not read",
+                             "error")]
+            path = Path(target)
+        # O_NOFOLLOW: the path (or the link's resolved target) must not turn into
+        # a symlink between the check above and the open
+        fd = os.open(path, _OPEN_FLAGS)
+        with open(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return [], [(1, 1, "", "not a regular file; skipped", "error")]
+            if info.st_size > limit:
+                return [], [(1, 1, "", f"file is {info.st_size} bytes, over the limit of "
+                                       f"{limit} (RECONCILER_MAX_FILE_BYTES); refused", "error")]
             raw = handle.read(limit + 1)
     except OSError as exc:
         return [], [(1, 1, "", f"cannot read: {exc.strerror or exc}", "error")]

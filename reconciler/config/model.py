@@ -10,7 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from reconciler.config.documents import nearest
+
+if TYPE_CHECKING:
+    from reconciler.config.resolve import PoolCount, PoolKey
 
 API_VERSION = "reconciler/v1"
 
@@ -85,11 +90,7 @@ class Document:
 
     def at(self, path: str) -> Location:
         """Best location for a field path: the field itself, else its nearest parent."""
-        while path:
-            if path in self.field_locs:
-                return self.field_locs[path]
-            path = path.rpartition(".")[0]
-        return self.loc
+        return nearest(self.field_locs, path, self.loc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,19 @@ class CapacityLimit:
     def name(self) -> str:
         return self.doc.name
 
+    @property
+    def algorithm_ref(self) -> str | None:
+        """OWNER/NAME part of `algorithm` (version scope), else None."""
+        if self.algorithm is None:
+            return None
+        return "/".join(self.algorithm.split("/", 2)[:2])
+
+    @property
+    def version_selector(self) -> str | None:
+        """VERSION part of `algorithm` (a semantic version or a commit), else None."""
+        parts = (self.algorithm or "").split("/", 2)
+        return parts[2] if len(parts) == 3 else None
+
 
 @dataclass(frozen=True, slots=True)
 class Safety:
@@ -225,6 +239,12 @@ class Config:
     Mappings are keyed by identity: accounts by name, algorithms by OWNER/NAME,
     reservations and limits by metadata.name. `commit` is the Git commit the
     files came from, when known.
+
+    `pool_counts`: what `resolve.aggregate_pools` counted for this config, set
+    by the loader (which needs the counts for the capacity rules) so that
+    compiling the config does not count again. Not part of the value (no
+    equality, no repr) and not an init field, so `dataclasses.replace` never
+    carries stale counts over to a changed config; None: not counted yet.
     """
 
     root: str
@@ -234,3 +254,5 @@ class Config:
     limits: Mapping[str, CapacityLimit]
     settings: Settings = field(default_factory=Settings)
     commit: str | None = None
+    pool_counts: Mapping[PoolKey, PoolCount] | None = field(
+        default=None, init=False, compare=False, repr=False)

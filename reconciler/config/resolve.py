@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from reconciler.config.model import (
     Account,
     Algorithm,
+    CapacityLimit,
     Config,
     Reservation,
     Version,
@@ -21,11 +24,16 @@ from reconciler.config.model import (
 )
 
 SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+    r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?\Z"
 )
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
+COMMIT = re.compile(r"^[0-9a-f]{40}\Z")
+# The forms schemas/common.json#/$defs/timestamp allows (RFC 3339)
+TIMESTAMP = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
+                       r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z")
+_NEVER = (datetime.min.replace(tzinfo=UTC), Decimal(0))
 
 LATEST = (VersionType.LATEST_PUBLIC, VersionType.LATEST_PRIVATE, VersionType.LATEST_COMPILED)
 RESTRICTED_TYPES = (VersionType.LATEST_PRIVATE, VersionType.LATEST_COMPILED)
@@ -52,6 +60,31 @@ def semver_key(version: str) -> tuple[object, ...]:
     return (major, minor, patch, 0, ids)
 
 
+def timestamp_key(text: str) -> tuple[datetime, Decimal]:
+    """An RFC 3339 timestamp as a sortable instant: (whole seconds in UTC, the
+    fraction exactly as written). Offsets are applied, so "10:00:00+02:00" is
+    before "09:00:00Z"; any number of fraction digits is kept. ValueError when
+    the text is not such a timestamp, or names no real time (month 13)."""
+    match = TIMESTAMP.match(text)
+    if not match:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    date, time, fraction, offset = match.groups()
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        instant = datetime.fromisoformat(f"{date}T{time}{offset}").astimezone(UTC)
+    except OverflowError as exc:  # "0001-01-01T00:00:00+01:00" is before year 1 in UTC
+        raise ValueError(f"out of range: {text!r}") from exc
+    return instant, Decimal(f"0.{fraction or 0}")
+
+
+def _compiled_key(version: Version) -> tuple[tuple[datetime, Decimal], int]:
+    try:
+        instant = timestamp_key(version.compiled_at)
+    except ValueError:
+        instant = _NEVER  # reported by the rules; the config cannot be used anyway
+    return instant, version.index
+
+
 def may_access(caller: str, owner: str, accounts: Mapping[str, Account]) -> bool:
     """The owner, a member of the owning organization, or the organization itself."""
     if caller == owner:
@@ -73,7 +106,7 @@ def resolve_version(reservation: Reservation, algorithm: Algorithm) -> Version:
             candidates = list(algorithm.versions)
             if not candidates:
                 raise ResolveError(f"algorithm {algorithm.ref} has no versions")
-            return max(candidates, key=lambda v: (v.compiled_at, v.index))
+            return max(candidates, key=_compiled_key)
         wanted = Visibility.PUBLIC if vtype is VersionType.LATEST_PUBLIC else Visibility.PRIVATE
         published = [v for v in algorithm.versions if v.visibility is wanted and v.version]
         if not published:
@@ -126,6 +159,18 @@ def find_version(algorithm: Algorithm, selector: str) -> Version | None:
         if selector in (version.version, version.commit):
             return version
     return None
+
+
+def limit_target(limit: CapacityLimit,
+                 algorithms: Mapping[str, Algorithm]) -> tuple[Algorithm, Version] | None:
+    """The algorithm version a version-scope CapacityLimit names, when it exists."""
+    if limit.algorithm_ref is None or limit.version_selector is None:
+        return None
+    algorithm = algorithms.get(limit.algorithm_ref)
+    if algorithm is None:
+        return None
+    version = find_version(algorithm, limit.version_selector)
+    return None if version is None else (algorithm, version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +230,10 @@ def _apply_minimums(config: Config, pools: dict[PoolKey, PoolCount]) -> None:
     for limit in sorted(config.limits.values(), key=lambda lim: lim.name):
         if not limit.algorithm or not limit.minimum_parallel_capacity:
             continue
-        owner, _, rest = limit.algorithm.partition("/")
-        name, _, selector = rest.partition("/")
-        algorithm = config.algorithms.get(f"{owner}/{name}")
-        version = find_version(algorithm, selector) if algorithm else None
-        if algorithm is None or version is None or algorithm.owner not in config.accounts:
+        target = limit_target(limit, config.algorithms)
+        if target is None or target[0].owner not in config.accounts:
             continue
+        algorithm, version = target
         minimum = limit.minimum_parallel_capacity
         key = (algorithm.owner, algorithm.ref, version.commit)
         source = f"CapacityLimit/{limit.name}"

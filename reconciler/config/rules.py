@@ -22,10 +22,21 @@ from reconciler.config.model import (
     Reservation,
     Settings,
 )
-from reconciler.config.resolve import ResolveError, access_error, find_version, resolve_version
+from reconciler.config.resolve import (
+    ResolveError,
+    access_error,
+    limit_target,
+    resolve_version,
+    timestamp_key,
+)
 from reconciler.errors import Diagnostic, Severity
+from reconciler.quantities import parse as parse_quantity
 
 Built = Account | Algorithm | Reservation | CapacityLimit | Settings
+
+# Pool ids and runtime object names carry a commit's first 12 hex digits (states.pool_id)
+COMMIT_ID_DIGITS = 12
+QUANTITY_EXPECTED = "must be a Kubernetes quantity like 500m, 2, 512Mi or 4Gi"
 
 
 @dataclass(slots=True)
@@ -117,7 +128,10 @@ def _algorithm(algorithm: Algorithm, config: Config, ghosts: Ghosts) -> list[Dia
     if algorithm.processor is Processor.GPU and gpu < 1:
         out.append(diag(doc, "spec.resources.gpu",
                         f"must be >= 1 on a gpu algorithm (processor: gpu), got {gpu}"))
+    out += quantity_problems(doc, "spec.resources", algorithm.resources.cpu,
+                             algorithm.resources.memory)
     commits: dict[str, int] = {}
+    short_ids: dict[str, tuple[str, int]] = {}
     semvers: dict[str, int] = {}
     for version in algorithm.versions:
         base = f"spec.versions[{version.index}]"
@@ -125,6 +139,18 @@ def _algorithm(algorithm: Algorithm, config: Config, ghosts: Ghosts) -> list[Dia
             out.append(diag(doc, f"{base}.commit", f"commit {version.commit} is already used "
                                                    f"by spec.versions[{commits[version.commit]}]"))
         commits.setdefault(version.commit, version.index)
+        short = version.commit[:COMMIT_ID_DIGITS]
+        other, other_index = short_ids.setdefault(short, (version.commit, version.index))
+        if other != version.commit:
+            out.append(diag(doc, f"{base}.commit", f"commit {version.commit} shares its first "
+                            f"{COMMIT_ID_DIGITS} hex digits ({short}) with spec.versions"
+                            f"[{other_index}] ({other}): warm pool ids and runtime names use "
+                            f"{COMMIT_ID_DIGITS} digits, so the two versions would be one pool"))
+        try:
+            timestamp_key(version.compiled_at)
+        except ValueError as exc:
+            out.append(diag(doc, f"{base}.compiledAt", f"must be a real point in time "
+                            f"(RFC 3339), got {version.compiled_at!r}: {exc}"))
         if version.version is not None:
             if version.version in semvers:
                 out.append(diag(doc, f"{base}.version", f"version {version.version} is already "
@@ -136,6 +162,17 @@ def _algorithm(algorithm: Algorithm, config: Config, ghosts: Ghosts) -> list[Dia
         elif not version.model.path.startswith(f"data://{algorithm.owner}/"):
             out.append(diag(doc, f"{base}.model.path", f"model file is outside the owner's "
                             f"data (data://{algorithm.owner}/...)", warning=True))
+    return out
+
+
+def quantity_problems(doc: Document, base: str, cpu: str, memory: str) -> list[Diagnostic]:
+    """cpu and memory must be Kubernetes quantities the planner and runtimes can use."""
+    out = []
+    for name, value in (("cpu", cpu), ("memory", memory)):
+        try:
+            parse_quantity(value)
+        except ValueError:
+            out.append(diag(doc, f"{base}.{name}", f"{QUANTITY_EXPECTED}, got {value!r}"))
     return out
 
 
@@ -203,22 +240,21 @@ def _limit_scope(limit: CapacityLimit, config: Config, ghosts: Ghosts,
                                 f"account {limit.account!r} does not exist"))
             return None
         return ("account", f"account {limit.account}")
-    if limit.algorithm is None:
+    ref = limit.algorithm_ref
+    if ref is None:
         return None
-    owner, name, selector = limit.algorithm.split("/", 2)
-    algorithm = config.algorithms.get(f"{owner}/{name}")
+    algorithm = config.algorithms.get(ref)
     if algorithm is None:
-        if f"{owner}/{name}" not in ghosts.algorithms:
-            out.append(diag(limit.doc, "spec.algorithm",
-                            f"algorithm {owner}/{name!s} does not exist"))
+        if ref not in ghosts.algorithms:
+            out.append(diag(limit.doc, "spec.algorithm", f"algorithm {ref} does not exist"))
         return None
-    version = find_version(algorithm, selector)
-    if version is None:
+    target = limit_target(limit, config.algorithms)
+    if target is None:
         known = ", ".join(v.version or v.commit[:12] for v in algorithm.versions)
         out.append(diag(limit.doc, "spec.algorithm", f"algorithm {algorithm.ref} has no version "
-                        f"{selector!r} (versions: {known})"))
+                        f"{limit.version_selector!r} (versions: {known})"))
         return None
-    return ("algorithm", f"version {algorithm.ref}@{version.commit[:12]}")
+    return ("algorithm", f"version {algorithm.ref}@{target[1].commit[:12]}")
 
 
 def _settings(settings: Settings) -> list[Diagnostic]:
@@ -236,4 +272,5 @@ def _settings(settings: Settings) -> list[Diagnostic]:
         if node.processor is Processor.CPU and node.gpu > 0:
             out.append(diag(settings.doc, f"{base}.gpu",
                             f"must be 0 on a cpu node (processor: cpu), got {node.gpu}"))
+        out += quantity_problems(settings.doc, base, node.cpu, node.memory)
     return out

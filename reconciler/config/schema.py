@@ -20,7 +20,7 @@ from typing import Any
 
 import reconciler
 from reconciler.config import fastschema
-from reconciler.config.documents import ParsedDoc, Pos, RawDiag
+from reconciler.config.documents import ParsedDoc, Pos, RawDiag, nearest
 
 SCHEMA_DIR = Path(reconciler.__file__).resolve().parent.parent / "schemas"
 KIND_FILES = {
@@ -78,9 +78,17 @@ def _flat_schemas() -> dict[str, dict[str, Any]]:
 
 @functools.cache
 def _validators() -> dict[str, Any]:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, ValidationError, validators
 
-    return {name: Draft202012Validator(schema) for name, schema in _flat_schemas().items()}
+    def pattern(validator: Any, pattern: str, instance: Any, _: Any) -> Any:
+        """"pattern" with ECMA-262 semantics, as JSON Schema specifies (jsonschema
+        uses Python's re as is: "^[a-z]+$" would accept "bob\\n")."""
+        if validator.is_type(instance, "string") and not fastschema.ecma_regex(
+                pattern).search(instance):
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+    ecma = validators.extend(Draft202012Validator, {"pattern": pattern})
+    return {name: ecma(schema) for name, schema in _flat_schemas().items()}
 
 
 @functools.cache
@@ -139,11 +147,7 @@ _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string",
 
 
 def _where(doc: ParsedDoc, path: str) -> Pos:
-    while path:
-        if path in doc.locs:
-            return doc.locs[path]
-        path = path.rpartition(".")[0] if "." in path else ""
-    return (doc.line, doc.col)
+    return nearest(doc.locs, path, (doc.line, doc.col))
 
 
 def _translate(error: Any, doc: ParsedDoc) -> list[tuple[str, str, Pos]]:

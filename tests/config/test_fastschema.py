@@ -19,7 +19,8 @@ from reconciler.config import schema
 from reconciler.config.parse import parse_text
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config-examples"
-VALUES: list[Any] = [None, True, 0, -1, 2.0, 1.5, "", "x", "UPPER", "1.2.3", "data://a/b/c",
+VALUES: list[Any] = [None, True, 0, -1, 2.0, 1.5, "", "x", "x\n", "UPPER", "1.2.3", "1.2.3\n",
+                     "data://a/b/c", "2026-01-01T00:00:00Z\n",
                      "sha256:" + "0" * 64, "0" * 40, [], ["x", "x"], {}, {"x": 1}]
 
 

@@ -137,11 +137,13 @@ def test_tenants_one_per_caller_including_owner_pools_with_the_account_type():
     assert desired.tenants == (Tenant("acme", "organization"), Tenant("bob", "user"))
 
 
-def test_quotas_from_account_limits_only_stricter_wins():
+def test_quotas_one_per_account_limit_sorted_by_account():
+    # the rules allow one account-scope limit per account (tests/config: "already has a
+    # capacity limit"), so each limit maps to one quota; version limits make none
     desired = compile_config(make_config(
-        *BASE, account_limit("acme-a", "acme", 20, 4), account_limit("acme-b", "acme", 10),
-        account_limit("bob", "bob", 3), version_limit("v", "acme/sentiment/1.2.0", maximum=3)))
-    assert desired.quotas == (Quota("acme", 10, 4, "acme-a, acme-b"), Quota("bob", 3, None, "bob"))
+        *BASE, account_limit("z-bob", "bob", 3), account_limit("acme-cap", "acme", 20, 4),
+        version_limit("v", "acme/sentiment/1.2.0", maximum=3)))
+    assert desired.quotas == (Quota("acme", 20, 4, "acme-cap"), Quota("bob", 3, None, "z-bob"))
 
 
 def test_compile_is_deterministic_and_sorted_by_id():

@@ -15,13 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "config-examples"
 
 
-def run(*args: str | Path, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str | Path, cache: Path | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RECONCILER_NO_CACHE": "1"}
     if cache is not None:
         env = {**os.environ, "RECONCILER_CACHE_DIR": str(cache)}
         env.pop("RECONCILER_NO_CACHE", None)
+    env.pop("GITHUB_WORKSPACE", None)  # github annotations are relative to the cwd here
     return subprocess.run([sys.executable, "-m", "reconciler", "validate", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=60, cwd=cwd)
 
 
 def test_config_examples_are_valid(tmp_path: Path) -> None:
@@ -50,7 +52,7 @@ def test_json_and_github_formats(write_repo) -> None:
     error = report["errors"][0]
     assert (error["file"], error["path"]) == ("reservations/reservations.yaml", "spec.replicas")
     assert error["line"] == CASES[3].expected_line() and error["severity"] == "error"
-    github = run(root, "--format", "github")
+    github = run(".", "--format", "github", cwd=root)  # Actions runs at the checkout's root
     assert github.returncode == 1
     assert github.stdout.startswith(
         f"::error file=reservations/reservations.yaml,line={CASES[3].expected_line()},col=13::"
@@ -68,3 +70,24 @@ def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     assert "does not exist" in result.stdout and "Traceback" not in result.stderr
     empty = run(tmp_path)
     assert empty.returncode == 1 and "no YAML documents" in empty.stdout
+
+
+def test_github_annotations_name_files_from_the_workspace(write_repo, tmp_path: Path) -> None:
+    """A config in a subdirectory: GitHub resolves `file=` against the checkout,
+    so the path must include the subdirectory, not be relative to CONFIG_DIR."""
+    case = CASES[3]  # wrong type
+    make_repo(case, lambda files, name: write_repo(files, name=f"checkout/{name}"))
+    checkout = tmp_path / "checkout"
+    platform = checkout / "platform"
+    (checkout / case.id).rename(platform)
+    expected = f"::error file=platform/{case.file},line={case.expected_line()},col=13::"
+    env = {**os.environ, "RECONCILER_NO_CACHE": "1"}
+    env.pop("GITHUB_WORKSPACE", None)
+    command = [sys.executable, "-m", "reconciler", "validate", "platform", "--format", "github"]
+    at_root = subprocess.run(command, capture_output=True, text=True, env=env, cwd=checkout,
+                             timeout=60)
+    assert at_root.returncode == 1 and at_root.stdout.startswith(expected), at_root.stdout
+    elsewhere = subprocess.run([*command[:4], str(platform), *command[5:]], capture_output=True,
+                               text=True, env={**env, "GITHUB_WORKSPACE": str(checkout)},
+                               cwd=tmp_path, timeout=60)
+    assert elsewhere.stdout.startswith(expected), elsewhere.stdout
