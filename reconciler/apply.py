@@ -19,6 +19,9 @@ outcome (created, configured, deleted, deferred, failed, skipped, unchanged).
   non-retryable one fails that action, skips the actions that depend on it
   (the same object, a delete waiting for that pool, the pools and quota of a
   tenant that failed) and lets the rest continue.
+- The journal (apply_journal) records the run and reports an interrupted
+  earlier one; it never changes what this run does: the plan was made from
+  the observed state, so what an interrupted run completed is not in it.
 - execute() works on any Runtime; the audit history (LocalRuntime.record_apply)
   is the caller's business.
 """
@@ -34,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.apply_journal import Journal, now
+from reconciler.backoff import Backoff
 from reconciler.errors import PlanRefused, ReconcilerError, RuntimeFault
 from reconciler.plan.plans import Action, Change, Op, Plan
 from reconciler.runtimes.base import NotReady, Runtime
-from reconciler.states import Quota, ResourceKind, WarmPool
+from reconciler.states import LiveState, Quota, ResourceKind, WarmPool
 
 FIRST_DELAY = 0.2
 MAX_DELAY = 5.0
@@ -123,64 +127,76 @@ def execute(plan: Plan, runtime: Runtime, *, wait_timeout: float = 300.0,
         raise PlanRefused(f"the plan is refused and was not applied: {reasons}")
     started, deadline = now(), time.monotonic() + wait_timeout
     journal = Journal(journal_dir) if journal_dir is not None else None
-    resumed, already = _resume(journal, plan)
+    resumed = _resume(journal, plan)
     entries: list[ChangeEntry] = []
     failed: list[Action] = []
+    live = _LiveOnce(runtime)
 
     def record(entry: ChangeEntry) -> None:
         entries.append(entry)
         if progress is not None:
             progress(entry)
 
-    for index, action in enumerate(plan.actions):
-        key = action_key(index, action)
-        if key in already:
-            record(_entry(action, Outcome.UNCHANGED, "already applied by the interrupted run"))
-            continue
-        blocker = _blocked_by(action, failed)
-        if blocker is not None:
-            record(_entry(action, Outcome.SKIPPED,
-                          f"skipped: {blocker.kind} {blocker.id} failed"))
-            continue
-        if journal:
-            journal.event("started", action=key)
-        entry = _run_one(plan, action, runtime, deadline, max_attempts, notice)
-        if entry.outcome is Outcome.FAILED:
-            failed.append(action)
+    try:
+        for index, action in enumerate(plan.actions):
+            key = action_key(index, action)
+            blocker = _blocked_by(action, failed)
+            if blocker is not None:
+                entry = _entry(action, Outcome.SKIPPED,
+                               f"skipped: {blocker.kind} {blocker.id} failed")
+            else:
+                if journal:
+                    journal.started(key)
+                entry = _run_one(plan, action, runtime, deadline, max_attempts, notice, live)
+                if entry.outcome is Outcome.FAILED:
+                    failed.append(action)
             if journal:
-                journal.event("failed", action=key, message=entry.message)
-        elif journal:
-            journal.event("done", action=key, outcome=str(entry.outcome))
-        record(entry)
-    result = ApplyResult(tuple(entries), plan.fingerprint, started, now(), resumed)
-    if journal:
-        journal.event("end", ok=result.ok, summary=result.counts)
+                journal.finished(key, str(entry.outcome), entry.message)
+            record(entry)
+        result = ApplyResult(tuple(entries), plan.fingerprint, started, now(), resumed)
+        if journal:
+            journal.event("end", ok=result.ok, summary=result.counts)
+    finally:
+        if journal:
+            journal.close()
     return result
 
 
-def _resume(journal: Journal | None, plan: Plan) -> tuple[str | None, set[str]]:
-    """Report an interrupted run; reuse its completed actions when it ran this same plan."""
+def _resume(journal: Journal | None, plan: Plan) -> str | None:
+    """Start this run's journal; what it said about an interrupted earlier run, if any."""
     if journal is None:
-        return None, set()
+        return None
     last = journal.last_run()
-    carried: list[str] = []
     message = None
     if last is not None and not last.finished:
         message = (f"resuming: the last apply of plan {last.fingerprint[:12]} (started "
                    f"{last.started_at}) stopped after {len(last.done)} of {last.total} actions")
-        if last.fingerprint == plan.fingerprint:
-            carried = last.done
-    journal.begin(plan.fingerprint, len(plan.actions), carried)
-    return message, set(carried)
+    journal.begin(plan.fingerprint, len(plan.actions))
+    return message
+
+
+class _LiveOnce:
+    """The live state, observed at most once per run, for the pools the plan leaves alone."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._live: LiveState | None = None
+
+    def replicas(self, pool_id: str) -> int | None:
+        if self._live is None:
+            self._live = self.runtime.observe()
+        pool = self._live.pool(pool_id)
+        return pool.replicas if pool is not None else None
 
 
 def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
-             max_attempts: int, notice: Callable[[str], None] | None) -> ChangeEntry:
+             max_attempts: int, notice: Callable[[str], None] | None,
+             live: _LiveOnce) -> ChangeEntry:
     began = time.monotonic()
     if action.op is Op.DELETE and action.wait_for and action.in_place:
-        return _handover(plan, action, runtime, deadline, max_attempts, notice)
+        return _handover(plan, action, runtime, deadline, max_attempts, notice, live)
     if action.op is Op.DELETE and action.wait_for:
-        want = _desired_replicas(plan, runtime, action.wait_for)
+        want = _desired_replicas(plan, live, action.wait_for)
         if notice is not None:
             notice(f"waiting for pool {action.wait_for} to have {want} ready replica(s) "
                    f"before deleting {action.id}")
@@ -200,12 +216,13 @@ def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
 
 
 def _handover(plan: Plan, action: Action, runtime: Runtime, deadline: float,
-              max_attempts: int, notice: Callable[[str], None] | None) -> ChangeEntry:
+              max_attempts: int, notice: Callable[[str], None] | None,
+              live: _LiveOnce) -> ChangeEntry:
     """Hand the old pool of a move over to the new one a replica at a time, then delete it."""
     began = time.monotonic()
     old, new_id = action.before, action.wait_for
     assert isinstance(old, WarmPool) and new_id
-    want = _desired_replicas(plan, runtime, new_id)
+    want = _desired_replicas(plan, live, new_id)
     handed = 0
     try:
         while old.replicas > 0 and handed < want:
@@ -247,7 +264,7 @@ def _scale_down_one(runtime: Runtime, move: Action, pool: WarmPool,
 
 def _apply_with_retries(runtime: Runtime, action: Action,
                         max_attempts: int) -> tuple[int, ReconcilerError | None]:
-    delay = FIRST_DELAY
+    delays = Backoff(FIRST_DELAY, MAX_DELAY)
     for attempt in range(1, max(max_attempts, 1) + 1):
         try:
             runtime.apply(action)
@@ -257,18 +274,18 @@ def _apply_with_retries(runtime: Runtime, action: Action,
                 return attempt, exc
         except ReconcilerError as exc:
             return attempt, exc
-        time.sleep(delay)
-        delay = min(delay * 2, MAX_DELAY)
+        time.sleep(delays.next())
     return max_attempts, None  # pragma: no cover - the loop always returns
 
 
-def _desired_replicas(plan: Plan, runtime: Runtime, pool_id: str) -> int:
-    """How many ready replicas make a moved-to pool 'ready': what the plan wants of it."""
+def _desired_replicas(plan: Plan, live: _LiveOnce, pool_id: str) -> int:
+    """How many ready replicas make a moved-to pool 'ready': what the plan wants of it,
+    else (the plan leaves that pool alone) what the live state has."""
     for action in plan.actions:
         if action.id == pool_id and isinstance(action.after, WarmPool):
             return action.after.replicas
-    live = runtime.observe().pool(pool_id)
-    return live.replicas if live is not None else 1
+    replicas = live.replicas(pool_id)
+    return replicas if replicas is not None else 1
 
 
 def _blocked_by(action: Action, failed: list[Action]) -> Action | None:

@@ -94,7 +94,7 @@ def test_apply_killed_between_actions_then_rerun_converges(local: Local,
     second = subprocess.run([*args, "0"], capture_output=True, text=True, timeout=60)
     assert second.returncode == 0, second.stderr
     assert "stopped after 2 of 3 actions" in second.stdout
-    assert second.stdout.count("unchanged") == 2
+    assert second.stdout.count("created") == 3  # all again: idempotent, no carry-over
     for pool in pools:
         local.runtime.wait_ready(pool.id, 1, timeout=15)
     live = local.runtime.observe()
@@ -118,3 +118,26 @@ def test_move_to_a_failing_pool_is_deferred_and_the_old_keeps_serving(local: Loc
     assert [e.outcome for e in result.entries] == [Outcome.CREATED, Outcome.DEFERRED]
     assert "digest mismatch" in result.deferred[0].message
     assert local.runtime.observe().ready(old.id) == 1
+
+
+def test_a_deferred_delete_of_an_interrupted_run_is_deferred_again(local: Local,
+                                                                   tmp_path: Path) -> None:
+    """A deferred delete changed nothing: the apply killed right after it must not make the
+    next run of the same plan report it as done ("already applied") and drop the warning."""
+    old = make_pool(local.site, commit="a" * 40)
+    new = make_pool(local.site, commit="b" * 40, version="1.1.0")
+    local.runtime.apply(create(old))
+    local.runtime.apply(create(new))
+    plan = plan_of(delete(old, wait_for=new.id), fingerprint="fp-deferred")  # no agent runs
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan.to_json()))
+    args = [sys.executable, "-c", DRIVER, str(plan_file), str(local.site.state),
+            str(local.site.data), str(local.site.src)]
+    first = subprocess.run([*args, "1"], capture_output=True, text=True, timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    assert f"{old.id} deferred" in first.stdout
+    second = subprocess.run([*args, "0"], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert "stopped after 0 of 1 actions" in second.stdout
+    assert f"{old.id} deferred" in second.stdout and "unchanged" not in second.stdout
+    assert {p.id for p in local.runtime.observe().pools} == {old.id, new.id}

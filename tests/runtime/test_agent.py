@@ -15,6 +15,7 @@ from conftest_local import Local
 from localkit import change, create, delete, invoke, make_pool, wait_for, workers_of
 
 from reconciler.plan.plans import Action, Op
+from reconciler.runtimes.base import NotReady
 from reconciler.runtimes.local.agent import Agent
 from reconciler.runtimes.local.runtime import LocalRuntime
 from reconciler.states import Quota, ResourceKind
@@ -53,13 +54,14 @@ def test_killed_worker_is_replaced(local: Local) -> None:
     assert invoke(port, {"values": [2]})["output"]["pid"] == int(replacement)
 
 
-def ready_count_sampler(local: Local, stop: threading.Event, samples: list[int]) -> None:
+def ready_count_sampler(local: Local, stop: threading.Event, samples: list[int],
+                        every: float = 0.01) -> None:
     """Every few ms: how many replicas serve (ready, any spec) and answer on their port."""
     db = sqlite3.connect(local.site.state / "state.db")
     while not stop.is_set():
         samples.append(db.execute("SELECT COUNT(*) FROM replicas WHERE state = 'ready'")
                        .fetchone()[0])
-        stop.wait(0.01)
+        stop.wait(every)
     db.close()
 
 
@@ -87,6 +89,37 @@ def test_model_reload_rolls_without_dropping_below_reserved(local: Local) -> Non
     assert not old_pids & set(ready_pids(local, pool.id))
     port = local.runtime.ready_endpoints(pool.id)[0]
     assert invoke(port, {"values": [1]})["output"]["sum"] == 10
+
+
+def test_model_reload_at_a_quota_of_replicas_plus_one_keeps_every_replica_warm(
+        local: Local) -> None:
+    """As alice in config-examples: maxEngines 3, 2 replicas, a new model file and digest.
+    The quota has room for exactly one surge replica; the ready count must stay at 2."""
+    local.runtime.apply(Action(Op.CREATE, ResourceKind.QUOTA, "alice",
+                               after=Quota("alice", 3)))
+    pool = make_pool(local.site, replicas=2)
+    local.runtime.apply(create(pool))
+    local.agent()
+    local.runtime.wait_ready(pool.id, 2, timeout=15)
+    old_pids = set(ready_pids(local, pool.id))
+    new_digest = local.site.write_model("m2.json", factor=10)
+    reloaded = replace(pool, model_path="data://acme/models/m2.json", model_digest=new_digest)
+    samples: list[int] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=ready_count_sampler, args=(local, stop, samples, 0.02))
+    sampler.start()
+    try:
+        local.runtime.apply(change(Op.RELOAD, pool, reloaded))
+        local.runtime.wait_ready(pool.id, 2, timeout=20)
+        wait_for(lambda: len(local.runtime.observe().status[pool.id].replicas) == 2,
+                 message="old replicas gone")
+    finally:
+        stop.set()
+        sampler.join()
+    assert len(samples) > 10
+    assert min(samples) >= 2, f"ready count dipped to {min(samples)} of 2"
+    assert not old_pids & set(ready_pids(local, pool.id))
+    assert len(workers_of(local.site.state)) <= 3
 
 
 def test_wrong_digest_fails_warmup_and_old_replicas_keep_serving(local: Local) -> None:
@@ -188,3 +221,28 @@ def test_sigterm_stops_the_standalone_agent_and_all_its_workers(local: Local) ->
             standalone.wait()
     assert workers_of(local.site.state) == []
     assert not local.runtime.report()["agent"]["running"]
+
+
+def test_an_agent_killed_with_sigkill_is_reported_gone_at_once(local: Local) -> None:
+    """Its heartbeat is still fresh for seconds; the lock it held is released by the kernel
+    the moment it dies, and that is what status and wait_ready go by."""
+    pool = make_pool(local.site, replicas=1)
+    local.runtime.apply(create(pool))
+    local.runtime.apply(delete(pool))  # a store, no workers: nothing outlives the agent
+    standalone = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
+                                   "--state", str(local.site.state), "--poll-interval", "0.1"])
+    try:
+        wait_for(lambda: local.runtime.report()["agent"]["running"], message="agent running")
+        standalone.send_signal(signal.SIGKILL)
+        standalone.wait()
+        agent = local.runtime.report()["agent"]
+        assert agent["heartbeat"] is not None and not agent["running"]
+    finally:
+        if standalone.poll() is None:
+            standalone.kill()
+            standalone.wait()
+    local.runtime.apply(create(pool))
+    with pytest.raises(NotReady, match="no local agent is running"):
+        local.runtime.wait_ready(pool.id, 1, timeout=30)
+    local.agent()  # a new agent takes the lock at once and is reported running
+    assert local.runtime.report()["agent"]["running"]

@@ -11,11 +11,11 @@ import pytest
 from localkit import create, delete, make_pool, make_site
 
 from reconciler.config.model import NodeSpec, Processor, Settings
-from reconciler.errors import LockHeld
+from reconciler.errors import LockHeld, ReconcilerError
 from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.base import NotReady, Runtime
 from reconciler.runtimes.local import store as db
-from reconciler.runtimes.local.lock import StateLock
+from reconciler.runtimes.local.lock import StateLock, is_held
 from reconciler.runtimes.local.runtime import LocalRuntime
 from reconciler.states import Quota, ResourceKind, Tenant
 
@@ -133,7 +133,8 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
         assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == \
             db.SCHEMA_VERSION
         columns = [row[1] for row in conn.execute("PRAGMA table_info(pools)")]
-    assert "error_since" in columns and "seq" in columns
+        indexes = [row[1] for row in conn.execute("PRAGMA index_list(pools)")]
+    assert "error_since" in columns and "seq" in columns and "pools_seq" in indexes
 
 
 def test_pools_keep_their_creation_order_across_the_migration(tmp_path: Path) -> None:
@@ -156,3 +157,75 @@ def test_pools_keep_their_creation_order_across_the_migration(tmp_path: Path) ->
         by_id = [p.commit[0] for p, _ in db.load_pools(conn)]
     runtime.close()
     assert (oldest_first, by_id) == (["c", "a", "b"], ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("make", ["store", "lock"])
+def test_an_unusable_state_directory_is_an_error_not_a_traceback(tmp_path: Path,
+                                                                 make: str) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the state directory's parent should be")
+    state = blocker / "state"
+    with pytest.raises(ReconcilerError, match=rf"cannot use state directory {state}: "):
+        if make == "store":
+            LocalRuntime(state).apply(Action(Op.CREATE, ResourceKind.TENANT, "a",
+                                             after=Tenant("a")))
+        else:
+            StateLock(state / "apply.lock", "reconciler apply").acquire()
+
+
+def test_reads_do_not_wait_for_the_writer_lock(tmp_path: Path) -> None:
+    """status and wait_ready read while the agent or an apply holds the writer lock (WAL)."""
+    site = make_site(tmp_path)
+    LocalRuntime(site.state).apply(create(make_pool(site)))
+    writer = sqlite3.connect(site.state / db.DB_NAME, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        reader = LocalRuntime(site.state, busy_timeout=0.05)  # a new connection
+        assert len(reader.observe().pools) == 1
+        assert reader.report()["agent"]["running"] is False
+        reader.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_nodes_and_roots_are_written_once_per_runtime_not_per_action(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    runtime = LocalRuntime(site.state, data_root=site.data, code_root=site.src)
+    with pytest.raises(ReconcilerError):  # a failed first write: rolled back, roots too
+        runtime.apply(Action(Op.CREATE, ResourceKind.TENANT, "a", after=Tenant("a", None)))  # type: ignore[arg-type]
+    runtime.apply(create(make_pool(site)))
+    assert runtime.report()["roots"]["data_root"] == str(site.data.resolve())
+    with sqlite3.connect(site.state / db.DB_NAME) as conn:  # someone else changes them
+        conn.execute("UPDATE meta SET value = 'elsewhere' WHERE key = 'data_root'")
+        conn.execute("DELETE FROM nodes")
+    runtime.apply(create(make_pool(site, caller="bob")))  # this instance wrote them already
+    assert runtime.report()["roots"]["data_root"] == "elsewhere"
+    assert runtime.report()["nodes"] == []
+    runtime.close()
+    again = LocalRuntime(site.state, data_root=site.data, code_root=site.src)
+    again.apply(create(make_pool(site, caller="carol")))  # a new run writes them again
+    assert again.report()["roots"]["data_root"] == str(site.data.resolve())
+    assert [n["name"] for n in again.report()["nodes"]] == ["local-cpu"]
+    again.close()
+
+
+def test_the_audit_history_keeps_the_results_own_summary(tmp_path: Path) -> None:
+    runtime = LocalRuntime(tmp_path)
+    result = {"fingerprint": "fp", "ok": True, "entries": [],
+              "summary": {"created": 2, "deferred": 1, "failed": 0}}
+    runtime.record_apply(result, "abc123")
+    last = runtime.report()["lastApply"]
+    runtime.close()
+    assert last["summary"] == {"created": 2, "deferred": 1} and last["sourceCommit"] == "abc123"
+
+
+def test_a_lock_is_seen_held_only_while_its_holder_holds_it(tmp_path: Path) -> None:
+    path = tmp_path / "agent.lock"
+    assert not is_held(path)  # no file
+    lock = StateLock(path, "reconciler agent").acquire()
+    assert is_held(path)
+    lock.release()
+    assert not is_held(path)
+    with StateLock(path, "again"):  # the probe left nothing behind
+        assert is_held(path)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from localkit import make_site, sha256
+from localkit import invoke, make_site, sha256, wait_for
 
 from reconciler.runtimes.local import worker
 from reconciler.runtimes.local.procs import WORKER_SCRIPT
+from reconciler.timestamps import now_rfc3339
 
 
 def args_for(site_root: Path, **overrides: str) -> argparse.Namespace:
@@ -71,3 +77,89 @@ print("HEAVY=" + ",".join(name for name in heavy if name in sys.modules))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=tmp_path, check=True).stdout
     assert out.strip().splitlines()[-1] == "HEAVY="
+
+
+PARENT = """
+import subprocess, sys, time
+worker = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+print(worker.pid, worker.stdout.readline().decode().strip(), flush=True)
+time.sleep(3600)  # the call: the worker's stdin stays open until this process goes
+"""
+
+
+def cold_worker_args(site_root: Path) -> list[str]:
+    """A worker without --db, as `invoke` starts one for a single call."""
+    site = make_site(site_root)
+    return [sys.executable, str(WORKER_SCRIPT), "--pool", "cold:test",
+            "--entrypoint", "adder:apply", "--code-root", str(site.src),
+            "--data-root", str(site.data), "--model", "data://acme/models/m1.json",
+            "--digest", sha256(site.data / "acme" / "models" / "m1.json")]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init, which may never reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def test_a_cold_worker_goes_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, *cold_worker_args(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid_text, report = parent.stdout.readline().split(" ", 1)
+    worker_pid = int(pid_text)
+    try:
+        assert json.loads(report)["ready"] is True
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        wait_for(lambda: not running(worker_pid), timeout=10,
+                 message="the orphaned cold worker to exit")
+    finally:
+        parent.stdout.close()
+        if running(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+
+
+def test_a_cold_worker_closes_when_its_stdin_does_and_serves_until_then(tmp_path: Path
+                                                                        ) -> None:
+    worker_proc = subprocess.Popen(cold_worker_args(tmp_path), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert worker_proc.stdin is not None and worker_proc.stdout is not None
+    try:
+        port = json.loads(worker_proc.stdout.readline())["port"]
+        assert invoke(port, {"values": [1, 2]})["output"]["sum"] == 3
+        worker_proc.stdin.close()
+        assert worker_proc.wait(timeout=10) == 0
+    finally:
+        worker_proc.stdout.close()
+        if worker_proc.poll() is None:
+            worker_proc.kill()
+            worker_proc.wait()
+
+
+def test_a_cold_worker_with_stdin_from_dev_null_serves_until_terminated(tmp_path: Path
+                                                                        ) -> None:
+    """No pipe to watch (how `invoke` starts it until it passes stdin=PIPE): keep serving."""
+    worker_proc = subprocess.Popen(cold_worker_args(tmp_path), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert worker_proc.stdout is not None
+    try:
+        port = json.loads(worker_proc.stdout.readline())["port"]
+        assert invoke(port, {"values": [4]})["output"]["sum"] == 4
+        assert worker_proc.poll() is None
+    finally:
+        worker_proc.terminate()
+        assert worker_proc.wait(timeout=10) == 0
+        worker_proc.stdout.close()
+
+
+def test_the_worker_and_the_stores_write_the_same_timestamps() -> None:
+    pattern = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    ours, theirs = worker.now(), now_rfc3339()
+    assert pattern.match(ours) and pattern.match(theirs)
+    parse = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (ours, theirs)]
+    assert abs((parse[1] - parse[0]).total_seconds()) < 60

@@ -22,37 +22,42 @@ import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.backoff import Backoff
 from reconciler.errors import ReconcilerError
 from reconciler.runtimes.local import procs
 from reconciler.runtimes.local import store as db
 from reconciler.runtimes.local.lock import StateLock
-from reconciler.runtimes.local.rollout import Rep, allot, step
+from reconciler.runtimes.local.rollout import LIVE, Rep, allot, step
 from reconciler.runtimes.local.supervise import Supervisor
 from reconciler.states import Quota, WarmPool
 
 NO_QUOTA_ROOM = 1 << 30
+LOCK_PATIENCE = 0.5  # seconds: `status` probes agent.lock for an instant (store.agent_info)
 log = logging.getLogger("reconciler.agent")
 
 
 @dataclass
-class Backoff:
+class PoolBackoff:
     """Capped exponential delay between attempts of a failing pool spec."""
 
     spec_hash: str
-    failures: int = 0
+    delays: Backoff = field(default_factory=lambda: Backoff(0.25, 30.0))
     next_at: float = 0.0
     error: str | None = None
 
     def fail(self, error: str | None) -> float:
-        self.failures += 1
-        delay = min(0.25 * 2 ** (self.failures - 1), 30.0)
+        delay = self.delays.next()
         self.next_at = time.monotonic() + delay
         if error:
             self.error = error
         return delay
+
+    def succeeded(self) -> None:
+        self.delays.reset()
+        self.error = None
 
 
 class Agent:
@@ -68,7 +73,7 @@ class Agent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._backoff: dict[str, Backoff] = {}
+        self._backoff: dict[str, PoolBackoff] = {}
         self._pass_lock = threading.Lock()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -100,7 +105,7 @@ class Agent:
     def _begin(self) -> None:
         """Lock the state, adopt surviving workers and beat once, before returning: a
         caller that starts the agent may rely on it being seen as running."""
-        self._lock.acquire(timeout=0)
+        self._lock.acquire(timeout=LOCK_PATIENCE)
         try:
             self.supervisor.adopt()
             self._heartbeat()
@@ -150,9 +155,11 @@ class Agent:
             self.supervisor.stop(orphans, "its pool was deleted")
         allotments = allot([pool for pool, _ in pools], quotas)
         live_by_caller = _live_by_caller(pools, rows)
+        by_pool: dict[str, list[Rep]] = {}
+        for r in rows:
+            by_pool.setdefault(r["pool_id"], []).append(Rep(r["id"], r["spec_hash"], r["state"]))
         for pool, row in pools:
-            reps = [Rep(r["id"], r["spec_hash"], r["state"]) for r in rows
-                    if r["pool_id"] == pool.id]
+            reps = by_pool.get(pool.id, [])
             quota = quotas.get(pool.caller)
             room = NO_QUOTA_ROOM if quota is None else quota.max_engines - live_by_caller.get(
                 pool.caller, 0)
@@ -166,9 +173,10 @@ class Agent:
         current = row["spec_hash"]
         backoff = self._backoff.get(pool.id)
         if backoff is None or backoff.spec_hash != current:
-            backoff = self._backoff[pool.id] = Backoff(current)
-        if any(r.ready and r.spec_hash == current for r in reps):
-            backoff.failures, backoff.error = 0, None
+            backoff = self._backoff[pool.id] = PoolBackoff(current)
+        ready = sum(1 for r in reps if db.current_ready(r.state, r.spec_hash, current))
+        if ready:
+            backoff.succeeded()
         may_start = time.monotonic() >= backoff.next_at
         decision = step(current, want, reps, in_place=bool(row["in_place"]), room=room,
                         may_start=may_start)
@@ -176,8 +184,7 @@ class Agent:
             self.supervisor.stop(list(decision.stops), "rolling replace or scale down")
         for _ in range(decision.starts):
             self.supervisor.start(pool)
-        converged = (sum(1 for r in reps if r.ready and r.spec_hash == current) >= want
-                     and all(r.spec_hash == current for r in reps))
+        converged = ready >= want and all(r.spec_hash == current for r in reps)
         # A failure (a crash loop, a bad digest) outranks a quota shortfall. Only a failure
         # is "failing" (error_since, which wait_ready gives up on): a pool short of quota
         # is waiting for room, as the new pool of a handover is while the old one shrinks.
@@ -191,7 +198,7 @@ class Agent:
     def _failed(self, pool_id: str, spec_hash: str, reason: str) -> None:
         backoff = self._backoff.get(pool_id)
         if backoff is None or backoff.spec_hash != spec_hash:
-            backoff = self._backoff[pool_id] = Backoff(spec_hash)
+            backoff = self._backoff[pool_id] = PoolBackoff(spec_hash)
         delay = backoff.fail(reason)
         with self.store.write() as conn:
             db.add_event(conn, f"{reason}; next attempt in {delay:.1f}s", pool_id)
@@ -213,7 +220,7 @@ def _live_by_caller(pools: list[tuple[WarmPool, sqlite3.Row]],
     counts: dict[str, int] = {}
     for row in rows:
         caller = caller_of.get(row["pool_id"])
-        if caller is not None and row["state"] in ("starting", "warming", "ready"):
+        if caller is not None and row["state"] in LIVE:
             counts[caller] = counts.get(caller, 0) + 1
     return counts
 

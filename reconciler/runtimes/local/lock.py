@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from reconciler.errors import LockHeld
+from reconciler.errors import LockHeld, ReconcilerError
 
 
 class StateLock:
@@ -34,8 +34,12 @@ class StateLock:
         """Take the lock, waiting up to `timeout` seconds; LockHeld says who has it."""
         if self._fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ReconcilerError(f"cannot use state directory {self.path.parent}: "
+                                  f"{exc}") from None
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             try:
@@ -87,3 +91,24 @@ class StateLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def is_held(path: Path) -> bool:
+    """Does some live process hold the lock at `path` right now? A non-blocking probe (the
+    kernel releases a dead holder's flock at once, even after kill -9). The probe holds a
+    shared lock for an instant, so an acquirer racing it should wait a moment, not fail."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: nobody ever held it here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -84,6 +84,11 @@ def step(current: str, want: int, replicas: Sequence[Rep], *, in_place: bool,
     ready count stays >= `want` (surge). With `in_place`, or when the caller's
     quota leaves no `room` for a surge, one old replica is stopped first and
     replaced (want-1 kept warm). `may_start` is False while a failing pool backs off.
+
+    `room` is how many more live replicas the caller's quota allows as the pass
+    began; every replica this pass stops frees one. Invariant: unless `in_place`,
+    a roll never takes the ready count below `want` when the quota allows want+1
+    (tests/runtime/test_rollout.py simulates passes to check it).
     """
     live = [r for r in replicas if r.state in LIVE]
     new = [r for r in live if r.spec_hash == current]
@@ -99,6 +104,7 @@ def step(current: str, want: int, replicas: Sequence[Rep], *, in_place: bool,
     while excess > 0 and old:
         stops.append(old.pop(0).id)
         excess -= 1
+    room += len(stops)  # every replica stopped so far was live: its slot is free now
     missing = want - len(new)
     if missing <= 0 or not may_start:
         return Step(0, tuple(stops))
@@ -106,10 +112,9 @@ def step(current: str, want: int, replicas: Sequence[Rep], *, in_place: bool,
         return Step(min(missing, max(room, 0)), tuple(stops))
     if new_ready < len(new):  # a new replica is still warming: one at a time
         return Step(0, tuple(stops))
-    if in_place or room <= 0:
-        freed = 0
+    if in_place or room <= 0:  # no surge: replace an old replica instead (want-1 warm)
         if len(new) + len(old) >= want:
             stops.append(old.pop(0).id)
-            freed = 1
-        return Step(1 if room + freed > 0 else 0, tuple(stops))
+            room += 1
+        return Step(1 if room > 0 else 0, tuple(stops))
     return Step(1, tuple(stops))

@@ -2,7 +2,9 @@
 
 apply() only writes the store (one transaction per action, idempotent); the
 agent makes processes match it. observe() never creates anything, so `plan`
-on a fresh directory leaves no state behind.
+on a fresh directory leaves no state behind. The context the agent needs
+besides the pools (nodes, data/code roots, config dir) is written with the
+first write of a LocalRuntime (one per apply run or daemon pass), not per action.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class LocalRuntime:
         self.store = db.Store(self.state_dir, busy_timeout=busy_timeout)
         self.error_patience = error_patience
         self._nodes: list[Node] | None = None
+        self._context_saved = False  # nodes and roots written by this instance already
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -64,8 +67,10 @@ class LocalRuntime:
             pools = db.load_pools(conn)
             replicas = conn.execute("SELECT * FROM replicas ORDER BY id").fetchall()
             revision = str(db.generation(conn))
-        status = {pool.id: pool_status(row, [r for r in replicas if r["pool_id"] == pool.id])
-                  for pool, row in pools}
+        by_pool: dict[str, list[sqlite3.Row]] = {}
+        for replica in replicas:
+            by_pool.setdefault(replica["pool_id"], []).append(replica)
+        status = {pool.id: pool_status(row, by_pool.get(pool.id, [])) for pool, row in pools}
         return LiveState(tenants=tenants, quotas=quotas, pools=tuple(p for p, _ in pools),
                          status=MappingProxyType(status), revision=revision)
 
@@ -79,28 +84,36 @@ class LocalRuntime:
     def apply(self, action: Action) -> None:
         """One transaction; idempotent (create = upsert, delete of a missing object = no-op)."""
         with self.store.write() as conn:
-            self._save_context(conn)
+            saving = self._save_context_once(conn)
             if _apply(conn, action):
                 db.bump_generation(conn)
+        self._context_saved |= saving  # only once committed
 
     def save_roots(self) -> None:
         """Record where pools' files are (data/code roots, config dir) without other changes."""
         with self.store.write() as conn:
             self._save_context(conn)
+        self._context_saved = True
 
     def record_apply(self, result: dict[str, Any], source_commit: str | None) -> None:
         """The audit history: one row per apply (time, commit, plan summary, result)."""
-        entries = result.get("entries", [])
-        summary: dict[str, int] = {}
-        for entry in entries:
-            summary[entry["outcome"]] = summary.get(entry["outcome"], 0) + 1
+        summary = {outcome: n for outcome, n in (result.get("summary") or {}).items() if n}
         with self.store.write() as conn:
-            self._save_context(conn)
+            saving = self._save_context_once(conn)
             conn.execute(
                 "INSERT INTO history (time, source_commit, fingerprint, summary, result, ok) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (db.now_rfc3339(), source_commit, result.get("fingerprint"),
                  json.dumps(summary), json.dumps(result), int(bool(result.get("ok", True)))))
+        self._context_saved |= saving
+
+    def _save_context_once(self, conn: sqlite3.Connection) -> bool:
+        """Write the context in this transaction unless this instance already has; whether
+        it did (the caller marks it saved once the transaction commits)."""
+        if self._context_saved:
+            return False
+        self._save_context(conn)
+        return True
 
     def _save_context(self, conn: sqlite3.Connection) -> None:
         for key, value in (("data_root", self.data_root), ("code_root", self.code_root),
@@ -142,9 +155,9 @@ class LocalRuntime:
             if row is None:
                 raise NotReady(f"pool {pool_id} is not in the local store")
             ready = conn.execute(
-                "SELECT COUNT(*) FROM replicas WHERE pool_id = ? AND state = 'ready' "
-                "AND spec_hash = ?", (pool_id, row["spec_hash"])).fetchone()[0]
-            return ready, row["error"], row["error_since"], db.agent_info(conn)
+                "SELECT COUNT(*) FROM replicas WHERE pool_id = ? "
+                "AND current_ready(state, spec_hash, ?)", (pool_id, row["spec_hash"])).fetchone()[0]
+            return ready, row["error"], row["error_since"], db.agent_info(conn, self.state_dir)
 
     # --- extras for status and invoke -----------------------------------------------------
 
@@ -157,7 +170,7 @@ class LocalRuntime:
             nodes = [dict(r) for r in conn.execute("SELECT * FROM nodes ORDER BY name")]
             last = conn.execute("SELECT * FROM history ORDER BY id DESC LIMIT 1").fetchone()
             roots = {k: db.get_meta(conn, k) for k in ("data_root", "code_root", "config_dir")}
-            agent = db.agent_info(conn)
+            agent = db.agent_info(conn, self.state_dir)
         for node in nodes:
             node["emulated_gpu"] = bool(node["emulated_gpu"])
         last_apply = None if last is None else {
@@ -173,7 +186,7 @@ class LocalRuntime:
         with self.store.read() as conn:
             rows = conn.execute(
                 "SELECT r.port FROM replicas r JOIN pools p ON p.id = r.pool_id "
-                "WHERE r.pool_id = ? AND r.state = 'ready' AND r.spec_hash = p.spec_hash "
+                "WHERE r.pool_id = ? AND current_ready(r.state, r.spec_hash, p.spec_hash) "
                 "AND r.port IS NOT NULL ORDER BY r.id", (pool_id,)).fetchall()
         return [row[0] for row in rows]
 
@@ -184,7 +197,7 @@ class LocalRuntime:
 def pool_status(pool_row: sqlite3.Row, replicas: list[sqlite3.Row]) -> PoolStatus:
     """Ready = replicas in state ready running the pool's current spec (so its digest)."""
     current = pool_row["spec_hash"]
-    ready = sum(1 for r in replicas if r["state"] == "ready" and r["spec_hash"] == current)
+    ready = sum(1 for r in replicas if db.current_ready(r["state"], r["spec_hash"], current))
     items = tuple(ReplicaStatus(id=str(r["pid"]) if r["pid"] else f"replica-{r['id']}",
                                 state=r["state"], model_digest=r["model_digest"],
                                 started_at=r["started_at"], error=r["error"])

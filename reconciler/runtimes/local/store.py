@@ -22,8 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import RuntimeFault
+from reconciler.errors import ReconcilerError, RuntimeFault
+from reconciler.runtimes.local.lock import is_held
 from reconciler.states import WarmPool
+from reconciler.timestamps import now_rfc3339
+
+AGENT_LOCK = "agent.lock"  # held (flock) by the running agent for as long as it runs
 
 DB_NAME = "state.db"
 BUSY_TIMEOUT_MS = 10_000
@@ -66,12 +70,21 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE pools SET seq = rowid;
     UPDATE pools SET error_since = NULL WHERE error LIKE 'quota of %';
     """,
+    # 4: a new pool's seq is MAX(seq) + 1: without an index that scans every pool, per
+    # create (quadratic over an apply of thousands of pools).
+    """
+    CREATE INDEX pools_seq ON pools (seq);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def current_ready(state: str, replica_spec_hash: str, pool_spec_hash: str) -> bool:
+    """What "a ready replica" of a pool means everywhere (observe, wait_ready, invoke's
+    endpoints, the agent): in state ready AND running the pool's current spec, so its
+    model digest. An old replica still serving during a roll is not counted. Also an SQL
+    function on every Store connection: `current_ready(r.state, r.spec_hash, p.spec_hash)`."""
+    return state == "ready" and replica_spec_hash == pool_spec_hash
 
 
 def spec_hash(pool: WarmPool) -> str:
@@ -106,11 +119,16 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ReconcilerError(f"cannot use state directory {self.state_dir}: "
+                                      f"{exc}") from None
             try:
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
                                        isolation_level=None, check_same_thread=False)
                 conn.row_factory = sqlite3.Row
+                conn.create_function("current_ready", 3, current_ready, deterministic=True)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
@@ -157,12 +175,31 @@ class Store:
                 self._conn = None
 
 
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    """The store's schema version; None for a store without one yet (a new file)."""
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                             "AND name = 'schema_version'").fetchone()
+    if has_table is None:
+        return None
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return row[0] if row else None
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the store to SCHEMA_VERSION. A store already there is only read (no writer
+    lock: `status` and probes must not queue behind the agent or an apply)."""
+    current = _schema_version(conn)
+    if current is not None and current > SCHEMA_VERSION:
+        raise RuntimeFault(
+            f"the local store is at schema version {current}, newer than this "
+            f"reconciler understands ({SCHEMA_VERSION}); upgrade reconciler")
+    if current == SCHEMA_VERSION:
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = conn.execute("SELECT version FROM schema_version").fetchone()
-        current = row[0] if row else 0
+        current = row[0] if row else 0  # again, under the lock: another process may have won
         if current > SCHEMA_VERSION:
             raise RuntimeFault(
                 f"the local store is at schema version {current}, newer than this "
@@ -220,14 +257,17 @@ def load_pools(conn: sqlite3.Connection, *, oldest_first: bool = False
     return [(WarmPool.from_json(json.loads(row["spec"])), row) for row in rows]
 
 
-def agent_info(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Whether an agent is alive: a heartbeat younger than a few poll intervals."""
+def agent_info(conn: sqlite3.Connection, state_dir: Path) -> dict[str, Any]:
+    """Whether an agent is alive: it holds STATE/agent.lock (the kernel drops the flock the
+    moment its process dies, even by kill -9) and its heartbeat is younger than a few
+    poll intervals (a live process whose agent loop is stuck is not running either)."""
     row = conn.execute("SELECT pid, started_at, heartbeat FROM agent WHERE id = 1").fetchone()
     if row is None or row["heartbeat"] is None:
         return {"running": False, "pid": None, "heartbeat": None}
     age = time.time() - row["heartbeat"]
     beat = datetime.fromtimestamp(row["heartbeat"], UTC).isoformat(timespec="seconds")
-    return {"running": age < HEARTBEAT_FRESH, "pid": row["pid"],
+    running = age < HEARTBEAT_FRESH and is_held(Path(state_dir) / AGENT_LOCK)
+    return {"running": running, "pid": row["pid"],
             "heartbeat": beat.replace("+00:00", "Z"), "startedAt": row["started_at"]}
 
 

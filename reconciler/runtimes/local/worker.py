@@ -15,6 +15,11 @@ failure is reported with its reason and the process exits 2.
 
 Reporting: with --db, into the replicas row (state, pid, port, digest);
 without (a cold worker for one `invoke`), as one JSON line on stdout.
+
+Lifetime: until SIGTERM (the agent stops it). Without --db, also until its
+stdin pipe reaches end of file: the process that started it for one call
+keeps that pipe open, so when that parent dies, even by kill -9, the kernel
+closes the pipe and the worker goes too instead of serving forever.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import os
 import signal
 import sqlite3
+import stat
 import sys
 import threading
 import traceback
@@ -154,7 +160,32 @@ def own_start_time() -> int | None:
 
 
 def now() -> str:
+    """reconciler.timestamps.now_rfc3339, copied: run as a script the worker imports only
+    the standard library (test_worker checks that the two agree)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def watch_parent(stop: threading.Event) -> bool:
+    """Set `stop` once stdin reaches end of file, if stdin is a pipe or socket (a parent
+    holding its write end). Not for /dev/null or a terminal: nobody to outlive there."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return False
+
+    def drain() -> None:
+        try:
+            while os.read(sys.stdin.fileno(), 4096):
+                pass
+        except OSError:
+            pass
+        log("stdin closed: the process that started this worker is gone; stopping")
+        stop.set()
+
+    threading.Thread(target=drain, name="parent-watch", daemon=True).start()
+    return True
 
 
 class Reporter:
@@ -217,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     reporter = Reporter(args.db, args.replica)
+    if not args.db:
+        watch_parent(stop)
     reporter.warming()
     log(f"pool {args.pool} replica {args.replica}: warming up")
     try:
@@ -229,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.1,), name="serve", daemon=True).start()
     port = server.server_address[1]
+    if stop.is_set():  # the parent went away during warm-up: nobody to serve
+        server.shutdown()
+        server.server_close()
+        return 0
     reporter.ready(port, digest)
     log(f"ready on 127.0.0.1:{port} with {digest}")
     stop.wait()
