@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from reconciler.backoff import Backoff
 from reconciler.daemon.logs import pass_context, set_commit
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import (
@@ -36,6 +37,7 @@ from reconciler.daemon.state import (
     Outcome,
     PassRecord,
     now_iso,
+    reasons,
 )
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.sources.base import Snapshot, Source
@@ -43,33 +45,7 @@ from reconciler.sources.base import Snapshot, Source
 log = logging.getLogger("reconciler.daemon")
 
 Reconcile = Callable[[Snapshot], Outcome]
-MAX_REASONS = 5
 LEADER_POLL = 0.5  # seconds between checks while another daemon leads (a trigger wakes it)
-
-
-class Backoff:
-    """1 s, 2 s, 4 s ... up to `cap`; reset after a good pass."""
-
-    def __init__(self, cap: float = 300.0, first: float = 1.0) -> None:
-        self.cap, self.first = cap, first
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.first * (2 ** self.failures))
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-def config_error_reason(exc: ConfigError) -> str:
-    """The first few diagnostics, on one line each: enough to find and fix the commit."""
-    lines = [str(d) for d in exc.diagnostics[:MAX_REASONS]]
-    more = len(exc.diagnostics) - len(lines)
-    if more > 0:
-        lines.append(f"... and {more} more")
-    return "; ".join(lines) or str(exc)
 
 
 class Loop:
@@ -88,7 +64,7 @@ class Loop:
         self.source, self.reconcile = source, reconcile
         self.state, self.metrics = state, metrics
         self.interval, self.resync = interval, resync
-        self.backoff = Backoff(cap=backoff_max)
+        self.backoff = Backoff(1.0, backoff_max)  # 1 s doubling up to the cap
         self.leading = leading  # no pass runs while this is False (another daemon leads)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -172,7 +148,8 @@ class Loop:
                 snapshot, outcome = self._reconcile(snapshot, trigger)
                 revision = snapshot.revision
             except ConfigError as exc:
-                outcome = Outcome(INVALID, error=config_error_reason(exc))
+                # the first few diagnostics: enough to find and fix the commit
+                outcome = Outcome(INVALID, error=reasons(exc.diagnostics, fallback=str(exc)))
             except ReconcilerError as exc:
                 outcome = Outcome(ERROR, error=str(exc), retry=True)
             except Exception as exc:  # a bug must not kill the daemon; say what it was
@@ -180,7 +157,9 @@ class Loop:
                 outcome = Outcome(ERROR, error=f"internal error: {exc!r}", retry=True)
             if outcome.result in FINAL_FAILURES:
                 self._restore(before, revision)
-            drift = bool(outcome.action_count) and revision is not None and revision == before
+            # Drift: the config did not move, yet the live state had to. Completing an
+            # earlier version move (a delete waiting for its new pool) is not drift.
+            drift = outcome.drift_count > 0 and revision is not None and revision == before
             record = PassRecord(pass_id, trigger, revision, outcome.result, started,
                                 time.monotonic() - start, dict(outcome.summary), outcome.error,
                                 drift)

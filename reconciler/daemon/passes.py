@@ -3,13 +3,18 @@
 The loop decides when; this decides what. It is the same pipeline as
 `reconciler apply --auto-approve` (pipeline.plan_config, then apply.execute),
 so the daemon never applies anything a human running `plan` would not see.
-Around the whole pass it holds state_dir/apply.lock, so a manual `apply` and
-the daemon never interleave their writes.
+Around the whole pass it holds state_dir/apply.lock, so a manual `apply` on
+the same state directory and the daemon never interleave their writes (on
+Kubernetes that is only this machine's state directory: see the README).
+
+Runtimes are opened with reconciler.runtimes.open_runtime: one per pass, and
+one long-lived runtime for the probe's reads between passes (closed by close()).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +22,24 @@ from typing import Any
 
 from reconciler.config import load_config
 from reconciler.config.model import Config
-from reconciler.daemon.state import APPLIED, FAILED, REFUSED, UNCHANGED, Outcome
+from reconciler.daemon.state import (
+    APPLIED,
+    DEFERRED,
+    FAILED,
+    REFUSED,
+    UNCHANGED,
+    Outcome,
+    reasons,
+)
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
-from reconciler.runtimes.base import Runtime
+from reconciler.plan.plans import Op, Plan
+from reconciler.runtimes import FullRuntime, open_runtime
 from reconciler.runtimes.local.lock import StateLock
 from reconciler.sources.base import Snapshot
 from reconciler.states import LiveState
 
 log = logging.getLogger("reconciler.daemon.pass")
-MAX_REASONS = 5
+DONE = ("created", "configured", "deleted", "failed")  # entry outcomes that did something
 
 
 @dataclass
@@ -57,11 +71,10 @@ def pools_summary(live: LiveState) -> dict[str, Any]:
             "ready": sum(i["ready"] for i in items), "items": items}
 
 
-def _reasons(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic]) -> str:
-    lines = [str(d) for d in diagnostics[:MAX_REASONS]]
-    if len(diagnostics) > MAX_REASONS:
-        lines.append(f"... and {len(diagnostics) - MAX_REASONS} more")
-    return "; ".join(lines)
+def pending_moves(plan: Plan) -> int:
+    """Actions completing earlier version moves: deletes waiting for a new pool (the plan
+    JSON's `waitFor`). On an unchanged commit they are still the plan, not drift."""
+    return sum(1 for a in plan.actions if a.op is Op.DELETE and a.wait_for)
 
 
 def _log_entry(entry: Any) -> None:
@@ -81,6 +94,8 @@ class PipelinePass:
         self.settings = settings
         self.gate = gate
         self._roots_saved: Path | None = None
+        self._probe: FullRuntime | None = None  # observe()'s runtime, kept open
+        self._probe_lock = threading.Lock()
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
         config_dir = snapshot.config_dir
@@ -103,7 +118,7 @@ class PipelinePass:
             lock.release()
 
     def _plan_and_apply(self, config: Config, config_dir: Path, snapshot: Snapshot,
-                        runtime: Runtime) -> Outcome:
+                        runtime: FullRuntime) -> Outcome:
         from reconciler.apply import execute
         from reconciler.pipeline import plan_config
 
@@ -114,7 +129,7 @@ class PipelinePass:
         plan = planned.plan
         summary = dict(plan.summary)
         if not plan.applyable:
-            return Outcome(REFUSED, summary, error="plan refused: " + _reasons(plan.errors),
+            return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
                            pools=pools_summary(planned.live))
         if plan.empty:
             self._save_roots(runtime, config_dir)
@@ -125,65 +140,51 @@ class PipelinePass:
         # a forced stop is reported, and resumed, by whichever runs next.
         result = execute(plan, runtime, wait_timeout=s.wait_timeout, journal_dir=s.state_dir,
                          progress=_log_entry)
-        record = getattr(runtime, "record_apply", None)
-        if record is not None:
-            record(result.to_json(), snapshot.commit)
-            self._roots_saved = config_dir
+        runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
+        self._roots_saved = config_dir
         pools = pools_summary(runtime.observe())
-        deferred = len(getattr(result, "deferred", ()) or ())
+        deferred = len(result.deferred)
+        moves = pending_moves(plan)
         if not result.ok:
-            failed = list(getattr(result, "failed", ()) or ())
-            why = "; ".join(f"{e.op} {e.kind} {e.action_id}: {e.message}"
-                            for e in failed[:MAX_REASONS]) or "apply failed"
+            why = reasons([f"{e.op} {e.kind} {e.action_id}: {e.message}" for e in result.failed],
+                          fallback="apply failed")
             return Outcome(FAILED, summary, error=why, retry=True, deferred=deferred,
-                           pools=pools)
+                           pools=pools, moves=moves)
         if deferred:
             log.info("%d action(s) deferred until new pools are ready", deferred)
-        return Outcome(APPLIED, summary, deferred=deferred, pools=pools)
+        if deferred and not any(str(e.outcome) in DONE for e in result.entries):
+            # All this pass did was wait, in vain, for the new pools of an earlier move.
+            return Outcome(DEFERRED, summary, deferred=deferred, pools=pools, moves=moves)
+        return Outcome(APPLIED, summary, deferred=deferred, pools=pools, moves=moves)
 
-    def _open_runtime(self, config: Config, config_dir: Path) -> Runtime:
+    def _open_runtime(self, config: Config, config_dir: Path) -> FullRuntime:
         s = self.settings
-        data_root = s.data_root or config_dir / "data"
-        code_root = s.code_root or config_dir / "src"
-        if s.runtime == "local":
-            from reconciler.runtimes.local.runtime import LocalRuntime
-
-            return LocalRuntime(s.state_dir, settings=config.settings, data_root=data_root,
-                                code_root=code_root, config_dir=config_dir)
-        from reconciler.runtimes import open_runtime
-
-        runtime = open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
-                               data_root=data_root, code_root=code_root,
-                               kubeconfig=s.kubeconfig, context=s.context)
-        set_gate = getattr(runtime, "set_gate", None)
-        if self.gate is not None and set_gate is not None:
-            set_gate(self.gate)
-        return runtime
+        return open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
+                            config_dir=config_dir, data_root=s.data_root, code_root=s.code_root,
+                            kubeconfig=s.kubeconfig, context=s.context, gate=self.gate)
 
     def observe(self) -> LiveState:
-        """A read of the runtime outside any pass (the pools on /status and the gauges)."""
-        from reconciler.config.model import Settings
-
+        """A read of the runtime outside any pass (the pools on /status and the gauges).
+        The runtime is opened once and kept (on Kubernetes: one client, not one per read);
+        HTTP threads take turns."""
         s = self.settings
-        if s.runtime == "local":
-            from reconciler.runtimes.local.runtime import LocalRuntime
+        with self._probe_lock:
+            if self._probe is None:
+                self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
+                                           kubeconfig=s.kubeconfig, context=s.context)
+            return self._probe.observe()
 
-            runtime: Runtime = LocalRuntime(s.state_dir)
-        else:
-            from reconciler.runtimes import open_runtime
+    def close(self) -> None:
+        """Close the probe's runtime (at shutdown)."""
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
 
-            runtime = open_runtime(s.runtime, state_dir=s.state_dir, settings=Settings(),
-                                   kubeconfig=s.kubeconfig, context=s.context)
-        try:
-            return runtime.observe()
-        finally:
-            runtime.close()
-
-    def _save_roots(self, runtime: Runtime, config_dir: Path) -> None:
+    def _save_roots(self, runtime: FullRuntime, config_dir: Path) -> None:
         """Tell the agent where this config's data and code are, once per directory."""
-        save = getattr(runtime, "save_roots", None)
-        if save is not None and self._roots_saved != config_dir:
-            save()
+        if self._roots_saved != config_dir:
+            runtime.save_roots()
             self._roots_saved = config_dir
 
     def _cache_dir(self) -> Path | None:

@@ -47,6 +47,20 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", number
 
 
+def content_length(values: list[str]) -> int | None:
+    """The body's length from the Content-Length header(s): 0 without one; None when it
+    is not one non-negative decimal number (several headers must agree, as RFC 9110 says)."""
+    found = {value.strip() for value in values}
+    if not found:
+        return 0
+    if len(found) != 1:
+        return None
+    text = found.pop()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "reconciler"
     endpoints: Endpoints  # set on the subclass made by `serve`
@@ -83,7 +97,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != "/webhook":
             self._text(404, "not found\n")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length = content_length(self.headers.get_all("Content-Length") or [])
+        if length is None:  # the body's end is unknown: answer and close, nothing triggered
+            log.info("webhook 400: bad Content-Length %r",
+                     ", ".join(self.headers.get_all("Content-Length") or []))
+            self._json(400, {"message": "bad Content-Length"})
+            self.close_connection = True
+            return
         if length > webhook.MAX_BODY:
             self._discard(length)
             self._json(413, {"message": "payload too large"})

@@ -30,9 +30,10 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassSettings, PipelinePass
 from reconciler.daemon.probe import PoolsProbe
 from reconciler.daemon.server import Endpoints, Server
-from reconciler.daemon.state import GOOD, DaemonState, now_iso
+from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso
 from reconciler.daemon.webhook import SECRET_ENV
 from reconciler.errors import ReconcilerError
+from reconciler.runtimes import open_runtime
 from reconciler.runtimes.local.lock import StateLock
 from reconciler.sources import DirectorySource, open_source
 from reconciler.sources.credentials import register_secret
@@ -68,9 +69,14 @@ class Daemon:
     def run(self) -> int:
         """Run until a signal (or, with --once, one pass); the exit code."""
         setup_logging(self.options.log_format)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         daemon_lock = StateLock(self.state_dir / "daemon.lock", "reconciler daemon")
-        daemon_lock.acquire(timeout=0.0)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            daemon_lock.acquire(timeout=0.0)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise ReconcilerError(f"cannot use state directory {self.state_dir}: {why}"
+                                  + (f" ({exc.filename})" if exc.filename else "")) from None
         try:
             return self._run_locked()
         finally:
@@ -89,7 +95,8 @@ class Daemon:
         branch = None if isinstance(source, DirectorySource) else opts.branch
         state = DaemonState(repo=source.location, branch=branch, path=opts.path,
                             mode=source.kind)
-        state.last_applied = self._applied_before()
+        state.last_good = LastGood(self.state_dir, source.location, opts.path)
+        state.last_applied = self._applied_before(state.last_good)
         leadership = self._leadership()
         metrics = Metrics()
         reconcile = PipelinePass(opts.passes, gate=leadership.gate if leadership else None)
@@ -107,6 +114,7 @@ class Daemon:
         finally:
             if leadership is not None:
                 leadership.stop()
+            reconcile.close()
             source.close()
 
     def _once(self, loop: Loop, leadership: Leadership | None) -> int:
@@ -128,17 +136,23 @@ class Daemon:
         lease.ensure_namespace()
         return Leadership(lease)
 
-    def _applied_before(self) -> str | None:
-        """The commit the last successful apply on this state came from.
+    def _applied_before(self, last_good: LastGood) -> str | None:
+        """The last good commit of a previous daemon on this state directory.
 
         A restarted daemon must know its last good commit: with a bad head it
         puts that commit's files back in the worktree (so workers never start
-        from a bad commit's code or data) and re-applies it on resync."""
-        if self.options.passes.runtime != "local":
-            return None
-        from reconciler.runtimes.local.runtime import LocalRuntime
-
-        runtime = LocalRuntime(self.state_dir)
+        from a bad commit's code or data) and re-applies it on resync. Every good
+        pass records it in STATE/daemon-state.json (an unchanged pass too, which
+        leaves no apply history); a state directory from before that file falls
+        back to the runtime's last successful apply."""
+        commit = last_good.load()
+        if commit:
+            log.info("the last good commit on this state is %s", commit[:12])
+            return commit
+        settings = self.options.passes
+        if settings.runtime != "local":
+            return None  # a cluster keeps no apply history
+        runtime = open_runtime(settings.runtime, state_dir=self.state_dir)
         try:
             last = runtime.report().get("lastApply")
         finally:
@@ -206,8 +220,6 @@ class Daemon:
         settings = self.options.passes
         if settings.runtime == "local":
             return
-        from reconciler.runtimes import open_runtime
-
         open_runtime(settings.runtime, state_dir=self.state_dir, kubeconfig=settings.kubeconfig,
                      context=settings.context).close()
 

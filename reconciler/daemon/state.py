@@ -2,25 +2,48 @@
 
 The loop thread writes it, HTTP threads read it; one lock guards it and
 `to_json` hands out a copy, so /status never sees half an update.
+
+The last good commit also outlives the process: every good pass (applied,
+unchanged or deferred) writes it to STATE/daemon-state.json (atomically), and
+a restarted daemon reads it back (LastGood), on any runtime.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-HISTORY = 50
+log = logging.getLogger("reconciler.daemon")
 
-# Results of a pass. `invalid` and `refused` are final for their commit (not
-# retried until a new commit or a resync); `failed` and `error` back off and retry.
-APPLIED, UNCHANGED, SKIPPED = "applied", "unchanged", "skipped"
+HISTORY = 50
+MAX_REASONS = 5  # reasons named on one line of /status and the log; the rest are counted
+STATE_FILE = "daemon-state.json"
+
+# Results of a pass. `deferred`: the commit is applied, and all the pass did was wait
+# for new pools of an earlier version move, in vain (their old pools keep serving).
+# `invalid` and `refused` are final for their commit (not retried until a new commit or
+# a resync); `failed` and `error` back off and retry.
+APPLIED, UNCHANGED, DEFERRED, SKIPPED = "applied", "unchanged", "deferred", "skipped"
 INVALID, REFUSED, FAILED, ERROR = "invalid", "refused", "failed", "error"
-GOOD = (APPLIED, UNCHANGED)
+GOOD = (APPLIED, UNCHANGED, DEFERRED)
 FINAL_FAILURES = (INVALID, REFUSED)
+RESULTS = (APPLIED, UNCHANGED, DEFERRED, SKIPPED, INVALID, REFUSED, FAILED, ERROR)
+
+
+def reasons(items: Sequence[object], fallback: str = "") -> str:
+    """The first MAX_REASONS items on one line, `; `-separated, then how many more."""
+    lines = [str(item) for item in items[:MAX_REASONS]]
+    if len(items) > MAX_REASONS:
+        lines.append(f"... and {len(items) - MAX_REASONS} more")
+    return "; ".join(lines) or fallback
 
 
 def now_iso() -> str:
@@ -37,10 +60,17 @@ class Outcome:
     retry: bool = False
     deferred: int = 0
     pools: dict[str, Any] | None = None
+    moves: int = 0  # actions of `summary` that complete earlier version moves (waitFor)
 
     @property
     def action_count(self) -> int:
         return sum(self.summary.values())
+
+    @property
+    def drift_count(self) -> int:
+        """Actions that mean the live state moved away from the config: all of them but
+        the pending completions of earlier moves (they are the plan, not drift)."""
+        return self.action_count - self.moves
 
 
 @dataclass(frozen=True)
@@ -81,6 +111,52 @@ class Failure:
                 "result": self.result}
 
 
+class LastGood:
+    """STATE/daemon-state.json: the last good commit, kept across restarts.
+
+    Written on every good pass whose commit differs from the one on file (a temporary
+    file renamed over it, so a crash never leaves half a file); a write that fails is
+    logged, never fatal: the daemon then only forgets it on a restart."""
+
+    def __init__(self, state_dir: Path, repo: str, path: str) -> None:
+        self.file = state_dir / STATE_FILE
+        self.repo, self.path = repo, path
+        self._saved: str | None = None
+
+    def load(self) -> str | None:
+        """The commit on file, if it was recorded for this repository and path."""
+        try:
+            data = json.loads(self.file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring %s: %s", self.file, exc)
+            return None
+        if not isinstance(data, dict) or data.get("repo") != self.repo or \
+                data.get("path", "") != self.path:
+            return None
+        commit = data.get("lastAppliedCommit")
+        self._saved = commit if isinstance(commit, str) and commit else None
+        return self._saved
+
+    def save(self, commit: str) -> None:
+        if commit == self._saved:
+            return
+        data = {"repo": self.repo, "path": self.path, "lastAppliedCommit": commit,
+                "at": now_iso()}
+        tmp = self.file.with_name(self.file.name + ".tmp")
+        try:
+            with tmp.open("w") as handle:
+                handle.write(json.dumps(data, indent=2) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(self.file)
+        except OSError as exc:
+            log.warning("cannot record the last good commit in %s: %s", self.file, exc)
+            return
+        self._saved = commit
+
+
 class DaemonState:
     """The daemon's memory of its passes, safe to read from other threads."""
 
@@ -99,6 +175,7 @@ class DaemonState:
         # {"leader": bool, "lease": {...}} on a cluster (see daemon.leader); None: no Lease,
         # this daemon is the only one of its state directory and always leads.
         self.leadership: Callable[[], dict[str, Any]] | None = None
+        self.last_good: LastGood | None = None  # where good commits are kept, if anywhere
 
     def seen(self, revision: str) -> None:
         with self._lock:
@@ -118,6 +195,8 @@ class DaemonState:
             if record.result in GOOD:
                 self.last_applied = record.commit
                 self.last_applied_at = now_iso()
+                if self.last_good is not None and record.commit:
+                    self.last_good.save(record.commit)
             elif record.result != SKIPPED:
                 self.last_failed = Failure(record.commit, outcome.error or record.result,
                                            now_iso(), record.result)

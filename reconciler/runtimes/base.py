@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.errors import RuntimeFault
 from reconciler.plan.plans import Action
@@ -10,6 +10,7 @@ from reconciler.states import LiveState, Node, PoolStatus, ReplicaStatus
 
 __all__ = [
     "Action",
+    "FullRuntime",
     "LiveState",
     "Node",
     "NotReady",
@@ -49,4 +50,25 @@ class Runtime(Protocol):
 
     def close(self) -> None:
         """Release connections and locks."""
+        ...
+
+
+@runtime_checkable
+class FullRuntime(Runtime, Protocol):
+    """A Runtime plus the bookkeeping `apply`, `status` and the daemon use. Every runtime
+    `reconciler.runtimes.open_runtime` opens is one; where a runtime has nothing to keep
+    (Kubernetes: the cluster is the record), these are no-ops. Kept apart from Runtime so
+    a runtime that only reconciles (a test's in-memory one) still is a Runtime."""
+
+    def report(self) -> dict[str, Any]:
+        """What `status` shows beyond the pools (nodes; locally also agent, roots and the
+        last apply)."""
+        ...
+
+    def record_apply(self, result: dict[str, Any], source_commit: str | None) -> None:
+        """Keep an audit row of one apply (ApplyResult.to_json() and the source commit)."""
+        ...
+
+    def save_roots(self) -> None:
+        """Record where this config's data and code live, for whoever starts workers."""
         ...

@@ -11,11 +11,21 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from gitops_harness import DaemonProcess, GitRepo, pools_ready, sign, write_config
+from gitops_harness import (
+    WORDCOUNT,
+    DaemonProcess,
+    GitRepo,
+    git,
+    pools_ready,
+    sign,
+    write_config,
+)
 
 from reconciler.runtimes.local import store as db
 
@@ -189,3 +199,72 @@ def test_sigterm_during_a_pass_stops_cleanly(repo: GitRepo, tmp_path: Path) -> N
         assert daemon.stop(timeout=25) == 0, daemon.output()
     assert time.monotonic() - stopped_at < 15
     assert "deferred" in daemon.output()
+
+
+def test_a_restart_keeps_a_good_commit_that_changed_nothing(repo: GitRepo, tmp_path: Path) -> None:
+    """A applied; B changes only src/ (its plan is empty: `unchanged`, no apply history);
+    C is invalid. Restarted on C, the daemon restores B, not A (STATE/daemon-state.json)."""
+    first = git("rev-parse", "HEAD", cwd=repo.work)
+    args = ["--repo", str(repo.remote), "--interval", "1s", "--resync", "1h"]
+    daemon = DaemonProcess(args, tmp_path / "state").started()
+    try:
+        daemon.wait_status(applied(first), 20, "A applied")
+        code_b = WORDCOUNT + "\n# B: the same model, newer code\n"
+        repo.write("src/wc.py", code_b)
+        second = repo.commit("B: code only")
+        status = daemon.wait_status(applied(second), 10, "B applied")
+        assert status["history"][0]["result"] == "unchanged"
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    write_config(repo.work, replicas=0)
+    repo.write("src/wc.py", "raise SystemExit('bad code')\n")
+    bad = repo.commit("C: invalid, broken code")
+
+    daemon = DaemonProcess(args, tmp_path / "state").started()
+    try:
+        status = daemon.wait_status(lambda s: (s["lastFailedCommit"] or {}).get("commit") == bad,
+                                    20, "the bad head is named")
+        assert status["lastAppliedCommit"] == second
+        worktrees = list((tmp_path / "state" / "git").glob("*/worktree"))
+        assert len(worktrees) == 1
+        assert (worktrees[0] / "src" / "wc.py").read_text() == code_b
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    saved = json.loads((tmp_path / "state" / "daemon-state.json").read_text())
+    assert saved["lastAppliedCommit"] == second
+
+
+def test_a_pending_deferred_delete_is_deferred_not_drift(repo: GitRepo, tmp_path: Path) -> None:
+    """A version move whose new pool never gets warm (its workers exit in `load`, so the
+    daemon also stops quickly): the pass that makes the move is
+    `applied`; each later pass only waits for it again: `deferred`, and not drift."""
+    daemon = DaemonProcess(["--repo", str(repo.remote), "--interval", "1s", "--resync", "1h",
+                            "--wait-timeout", "1s"], tmp_path / "state").started()
+    try:
+        daemon.wait_status(lambda s: s["lastAppliedCommit"], 20, "first commit applied")
+        write_config(repo.work, slow_version=True)
+        repo.write("src/wc.py", WORDCOUNT.replace("time.sleep(60)", "raise SystemExit(3)"))
+        moving = repo.commit("move to 0.2.0, whose replicas never get warm")
+        status = daemon.wait_status(
+            lambda s: [h["result"] for h in s["history"] if h["commit"] == moving][:2]
+            == ["deferred", "applied"], 20, "the move made, then deferred again")
+        assert status["lastAppliedCommit"] == moving
+        assert not any(h["drift"] for h in status["history"])
+        assert status["history"][0]["summary"].get("delete") == 1
+        code, metrics = daemon.get("/metrics")
+        assert b"reconciler_drift_detected_total 0.0" in metrics
+        assert b'reconciler_passes_total{result="deferred"}' in metrics
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    assert "drift detected" not in daemon.output()
+
+
+@pytest.mark.parametrize("state", ["/proc/nope", "/proc"])
+def test_an_unusable_state_directory_is_an_error_not_a_traceback(repo: GitRepo,
+                                                                 state: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "reconciler", "daemon", "--repo",
+                           str(repo.remote), "--state", state, "--once"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert state in done.stderr

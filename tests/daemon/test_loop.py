@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from gitops_harness import GitRepo, wait_for
 
-from reconciler.daemon.loop import Backoff, Loop
+from reconciler.daemon.loop import Loop
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState, Outcome
 from reconciler.errors import ConfigError, Diagnostic, RuntimeFault
@@ -30,6 +30,7 @@ class Pipeline:
         self.applied: list[str] = []
         self.calls: list[str] = []
         self.drift = 0
+        self.pending_move = 0
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
         text = (snapshot.config_dir / "state.yaml").read_text().strip()
@@ -39,6 +40,10 @@ class Pipeline:
                                           "spec.replicas")])
         if text == "broken-runtime":
             raise RuntimeFault("database is locked", retryable=True)
+        if self.pending_move:  # only the delete of an earlier move, still waiting
+            self.pending_move -= 1
+            self.applied.append(snapshot.revision)
+            return Outcome("deferred", {"delete": 1}, deferred=1, moves=1)
         if self.drift:
             self.drift -= 1
             self.applied.append(snapshot.revision)
@@ -145,6 +150,24 @@ def test_trigger_runs_a_pass_at_once_and_drift_is_counted(repo: GitRepo, tmp_pat
         thread.join(5)
 
 
+def test_a_pass_that_only_waits_for_a_move_is_deferred_not_drift(repo: GitRepo,
+                                                                 tmp_path: Path) -> None:
+    source = GitSource(str(repo.remote), cache_root=tmp_path / "cache")
+    pipeline = Pipeline()
+    state = DaemonState(repo="r", branch="main", path="", mode="git")
+    metrics = Metrics()
+    loop = Loop(source, pipeline, state, metrics, interval=3600, resync=3600)
+    good = loop.run_pass("start").commit
+    pipeline.pending_move = 1
+    record = loop.run_pass("poll")
+    assert (record.result, record.commit, record.drift) == ("deferred", good, False)
+    assert state.to_json()["lastAppliedCommit"] == good
+    text = metrics.render().decode()
+    assert "reconciler_drift_detected_total 0.0" in text
+    assert 'reconciler_passes_total{result="deferred"} 1.0' in text
+    assert "reconciler_plan_actions_total{" not in text  # nothing was done
+
+
 def test_resync_reapplies_the_last_good_commit_while_head_is_bad(repo: GitRepo,
                                                                 tmp_path: Path) -> None:
     source = GitSource(str(repo.remote), cache_root=tmp_path / "cache")
@@ -170,8 +193,10 @@ def test_an_unreachable_remote_keeps_the_loop_alive(tmp_path: Path) -> None:
     assert state.to_json()["ready"] is True
 
 
-def test_backoff_doubles_up_to_the_cap() -> None:
-    backoff = Backoff(cap=5.0)
-    assert [backoff.next() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-    backoff.reset()
-    assert backoff.next() == 1.0
+def test_backoff_doubles_from_one_second_up_to_the_cap(tmp_path: Path) -> None:
+    source = GitSource(str(tmp_path / "gone.git"), cache_root=tmp_path / "cache")
+    state = DaemonState(repo="r", branch="main", path="", mode="git")
+    loop = Loop(source, Pipeline(), state, Metrics(), backoff_max=5.0)
+    assert [loop.backoff.next() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    loop.backoff.reset()
+    assert loop.backoff.next() == 1.0

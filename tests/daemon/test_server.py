@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -88,6 +89,34 @@ def test_ping_other_branches_and_oversized_bodies(served: Served) -> None:
     big = b"x" * (1024 * 1024 + 1)
     assert served.post(big, sign(SECRET, big)) == 413
     assert served.triggers == []
+
+
+def raw_post(url: str, length_headers: list[str], body: bytes) -> bytes:
+    """POST /webhook with exactly these Content-Length values; the raw response."""
+    host, port = url.removeprefix("http://").split(":")
+    head = "".join(f"Content-Length: {value}\r\n" for value in length_headers)
+    request = (f"POST /webhook HTTP/1.1\r\nHost: {host}\r\nX-GitHub-Event: push\r\n"
+               f"X-Hub-Signature-256: {sign(SECRET, body)}\r\n{head}\r\n").encode() + body
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(request)
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("lengths", [["abc"], ["-5"], [" 1e3"], ["+12"], ["12", "13"]])
+def test_a_bad_content_length_is_a_400_and_does_nothing(served: Served, lengths: list[str],
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    response = raw_post(served.url, lengths, PUSH_MAIN)
+    assert response.startswith(b"HTTP/1.0 400 ") or response.startswith(b"HTTP/1.1 400 "), \
+        response[:200]
+    assert b"bad Content-Length" in response
+    assert served.triggers == []
+    assert "Traceback" not in capfd.readouterr().err
+    good = raw_post(served.url, [str(len(PUSH_MAIN))], PUSH_MAIN)
+    assert good.split(b" ", 2)[1] == b"202" and served.triggers == ["webhook"]
 
 
 def test_without_a_secret_every_delivery_is_refused() -> None:

@@ -18,7 +18,7 @@ from kubernetes import client, config
 
 from reconciler.config.model import Settings
 from reconciler.pipeline import plan_config
-from reconciler.runtimes.kubernetes.runtime import KubernetesRuntime
+from reconciler.runtimes.kubernetes.runtime import FOREIGN_LISTS, LISTS, KubernetesRuntime
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +69,32 @@ def test_a_noop_reconcile_makes_one_list_per_kind_at_any_size(
     assert large == expected
     print(f"no-op reconcile: {sum(small.values())} requests at 5 pools, "
           f"{sum(large.values())} at 62 pools")
+
+
+def test_only_tenant_and_quota_deletes_look_for_foreign_objects(
+        tmp_path: Path, prefix: str, kubeconfig: Path, settings: Settings) -> None:
+    """Before deleting a namespace, one list per kind in FOREIGN_LISTS, in that namespace
+    only; observe() never makes them."""
+    runtime = counting_runtime(kubeconfig, settings)
+    calls = runtime.api.client.calls
+    namespace = f"{prefix}alice"
+    foreign = Counter({("GET", template.format(ns=namespace)): 1
+                       for _, template, _ in FOREIGN_LISTS})
+    try:
+        root = write_config(tmp_path / "repo", prefix, vision=False, extra_users=1)
+        apply_all(plan_for(root, runtime), runtime)
+        calls.clear()
+        runtime.observe()
+        assert set(calls) == {("GET", path) for path in LISTS.values()}
+        write_config(root, prefix, vision=False, alice=False, extra_users=1)
+        (root / "limits.yaml").unlink()  # Tenant alice, her pool and her Quota go
+        plan = plan_for(root, runtime)
+        assert len(plan.actions) == 3
+        calls.clear()
+        apply_all(plan, runtime)
+        assert Counter({key: n for key, n in calls.items() if key in foreign}) == foreign
+        assert not [path for (method, path) in calls if method == "GET"
+                    and path.startswith(f"/api/v1/namespaces/{namespace}/")
+                    and ("GET", path) not in foreign and "resourcequotas" not in path]
+    finally:
+        runtime.close()

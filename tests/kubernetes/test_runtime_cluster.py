@@ -206,3 +206,70 @@ contexts: [{{name: dead, context: {{cluster: dead, user: u}}}}]
         offline.observe()
     assert down.value.retryable
     offline.close()
+
+
+def post_configmap(api: Api, namespace: str, name: str = "theirs") -> None:
+    api.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body={
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+        "data": {"owner": "someone else"}})
+
+
+def remove_everything(root: Path, prefix: str) -> None:
+    """The config without alice's and bob's reservations and without alice's quota
+    (user0..2 keep pools: a plan deleting most pools would be refused)."""
+    write_config(root, prefix, alice=False, vision=False, extra_users=3)
+    (root / "limits.yaml").unlink()
+
+
+def test_a_namespace_holding_foreign_objects_outlives_its_tenant_and_quota(
+        tmp_path: Path, prefix: str, api: Api, runtime: KubernetesRuntime,
+        caplog: pytest.LogCaptureFixture) -> None:
+    root = write_config(tmp_path / "repo", prefix, extra_users=3)
+    apply_all(plan_for(root, runtime), runtime)
+    for account in ("alice", "bob"):  # bob's namespace is a Tenant's; alice's also a Quota's
+        post_configmap(api, f"{prefix}{account}")
+    remove_everything(root, prefix)
+    plan = plan_for(root, runtime)
+    assert sorted((str(a.op), str(a.kind), a.id) for a in plan.actions if
+                  a.kind is not ResourceKind.WARM_POOL) == [
+        ("delete", "Quota", "alice"), ("delete", "Tenant", "alice"), ("delete", "Tenant", "bob")]
+    with caplog.at_level("WARNING", logger="reconciler.runtimes.kubernetes"):
+        apply_all(plan, runtime)
+    for account in ("alice", "bob"):
+        namespace = api.get(f"/api/v1/namespaces/{prefix}{account}")["metadata"]
+        assert not namespace.get("deletionTimestamp"), account
+        assert m.SPEC_ANNOTATION not in (namespace.get("annotations") or {})
+        theirs = api.get(f"/api/v1/namespaces/{prefix}{account}/configmaps/theirs")
+        assert theirs["data"] == {"owner": "someone else"}
+        assert f"namespace {prefix}{account} is kept" in caplog.text
+    assert "ConfigMap/theirs" in caplog.text
+    assert api.get_or_none(f"/api/v1/namespaces/{prefix}alice/resourcequotas/"
+                           f"{m.QUOTA_NAME}") is None
+    live = runtime.observe()
+    assert [t.account for t in live.tenants] == ["user0", "user1", "user2"]
+    assert not live.quotas
+    assert plan_for(root, runtime).empty
+
+
+def test_a_namespace_with_only_our_objects_goes_with_its_tenant_and_quota(
+        tmp_path: Path, prefix: str, api: Api, runtime: KubernetesRuntime) -> None:
+    """What the cluster makes in every namespace (the root CA ConfigMap, service-account
+    tokens) and what carries our label (a pool's pods) do not keep a namespace."""
+    root = write_config(tmp_path / "repo", prefix, extra_users=3)
+    apply_all(plan_for(root, runtime), runtime)
+    alice = f"{prefix}alice"
+    post_configmap(api, alice, "kube-root-ca.crt")
+    api.request("POST", f"/api/v1/namespaces/{alice}/secrets", body={
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": "default-token-x1",
+                     "annotations": {"kubernetes.io/service-account.name": "default"}}})
+    api.request("POST", f"/api/v1/namespaces/{alice}/pods", body={
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "engine-1", "labels": {m.MANAGED_BY: m.MANAGER}},
+        "spec": {"containers": [{"name": "engine", "image": "registry.example/x"}]}})
+    remove_everything(root, prefix)
+    apply_all(plan_for(root, runtime), runtime)
+    for account in ("alice", "bob"):
+        namespace = api.get(f"/api/v1/namespaces/{prefix}{account}")["metadata"]
+        assert namespace.get("deletionTimestamp"), account  # envtest never finalizes it
+    assert plan_for(root, runtime).empty

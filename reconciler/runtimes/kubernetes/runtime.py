@@ -12,10 +12,16 @@
 - gate: an optional callable the daemon sets; when it gives a reason (this
   process lost its Lease, or is stopping), apply() writes nothing and
   wait_ready() gives up at once.
+- A namespace is deleted only when nothing else lives in it: deleting a
+  Tenant or a Quota first lists the namespace for objects without the
+  managed-by label (FOREIGN_LISTS; one request per kind, only on these
+  deletes, never in observe). If there are any, the namespace stays and only
+  the Tenant's mark (its spec annotation) is removed; a warning names them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +36,7 @@ from reconciler.runtimes.kubernetes import observed
 from reconciler.runtimes.kubernetes.client import MERGE_PATCH, Api, ApiError, connect
 from reconciler.states import LiveState, Node, Quota, Tenant, WarmPool
 
+log = logging.getLogger("reconciler.runtimes.kubernetes")
 POLL_INTERVAL = 0.25  # seconds between readiness checks in wait_ready
 
 LISTS = {  # kind -> the cluster-wide list path; one request each in observe()
@@ -38,6 +45,23 @@ LISTS = {  # kind -> the cluster-wide list path; one request each in observe()
     "deployments": "/apis/apps/v1/deployments",
     "pods": "/api/v1/pods",
 }
+
+
+# Namespaced kinds that may hold someone else's work (or data): a namespace holding any of
+# them, without our label, is never deleted. Each entry: (kind, list path under the
+# namespace, field selector leaving out what the cluster makes in every namespace).
+FOREIGN_LISTS = (
+    ("Deployment", "/apis/apps/v1/namespaces/{ns}/deployments", None),
+    ("StatefulSet", "/apis/apps/v1/namespaces/{ns}/statefulsets", None),
+    ("DaemonSet", "/apis/apps/v1/namespaces/{ns}/daemonsets", None),
+    ("Pod", "/api/v1/namespaces/{ns}/pods", None),
+    ("Service", "/api/v1/namespaces/{ns}/services", None),
+    ("ConfigMap", "/api/v1/namespaces/{ns}/configmaps", "metadata.name!=kube-root-ca.crt"),
+    ("Secret", "/api/v1/namespaces/{ns}/secrets", "type!=kubernetes.io/service-account-token"),
+    ("PersistentVolumeClaim", "/api/v1/namespaces/{ns}/persistentvolumeclaims", None),
+)
+FOREIGN_SELECTOR = f"{m.MANAGED_BY}!={m.MANAGER}"  # also matches objects without the label
+FOREIGN_NAMED = 3  # objects named per kind in the warning
 
 
 def namespace_path(name: str) -> str:
@@ -57,13 +81,15 @@ class KubernetesRuntime:
 
     def __init__(self, settings: Settings | None = None, *, kubeconfig: Path | None = None,
                  context: str | None = None, api_client: Any = None,
-                 poll_interval: float = POLL_INTERVAL) -> None:
+                 poll_interval: float = POLL_INTERVAL,
+                 gate: Callable[[], str | None] | None = None) -> None:
         """`api_client`: an already made kubernetes ApiClient (tests pass one that counts
-        requests); otherwise one is made from the kubeconfig / in-cluster credentials."""
+        requests); otherwise one is made from the kubeconfig / in-cluster credentials.
+        `gate`: see set_gate."""
         self.settings: KubernetesSettings = (settings or Settings()).kubernetes
         self.api = Api(api_client if api_client is not None else connect(kubeconfig, context))
         self.poll_interval = poll_interval
-        self.gate: Callable[[], str | None] | None = None
+        self.gate: Callable[[], str | None] | None = gate
 
     def set_gate(self, gate: Callable[[], str | None]) -> None:
         """`gate()`: None while this process may write, else why it may not."""
@@ -117,17 +143,56 @@ class KubernetesRuntime:
 
     def _delete_tenant(self, tenant: Tenant) -> None:
         """Delete the namespace, unless our quota still lives in it (a CapacityLimit for an
-        account that no longer calls anything): then only the Tenant's mark goes."""
-        path = namespace_path(m.namespace_name(tenant.account, self.settings))
+        account that no longer calls anything) or objects we did not create do: then only
+        the Tenant's mark goes."""
+        name = m.namespace_name(tenant.account, self.settings)
+        path = namespace_path(name)
         namespace = self._owned(path, "Namespace")
         if namespace is None:
             return
-        quota = self.api.get_or_none(quota_path(namespace["metadata"]["name"]))
+        quota = self.api.get_or_none(quota_path(name))
         if quota is not None and observed.live(quota):
-            self.api.request("PATCH", path, content_type=MERGE_PATCH, body={
-                "metadata": {"annotations": {m.SPEC_ANNOTATION: None}}})
+            self._unmark_tenant(path)
+            return
+        if self._keep_for_foreign(name, f"Tenant {tenant.account}"):
+            self._unmark_tenant(path)
             return
         self.api.delete(path, namespace["metadata"].get("uid"))
+
+    def _unmark_tenant(self, path: str) -> None:
+        """The namespace stays, no longer a Tenant's (observe reports no Tenant for it)."""
+        self.api.request("PATCH", path, content_type=MERGE_PATCH, body={
+            "metadata": {"annotations": {m.SPEC_ANNOTATION: None}}})
+
+    def _keep_for_foreign(self, namespace: str, what: str) -> bool:
+        """True (and a warning naming them) when the namespace holds objects without our
+        label: it is kept, since deleting it would delete them too."""
+        found = self.foreign_objects(namespace)
+        if not found:
+            return False
+        log.warning("%s deleted, but namespace %s is kept: it holds objects the reconciler "
+                    "did not create (%s); delete them, then the namespace, by hand if they "
+                    "should go", what, namespace, ", ".join(found))
+        return True
+
+    def foreign_objects(self, namespace: str) -> list[str]:
+        """`Kind/name` of objects in the namespace that are not ours (a few per kind)."""
+        found: list[str] = []
+        for kind, template, fields in FOREIGN_LISTS:
+            query = {"labelSelector": FOREIGN_SELECTOR, "limit": str(FOREIGN_NAMED)}
+            if fields:
+                query["fieldSelector"] = fields
+            try:
+                listed = self.api.get(template.format(ns=namespace), **query)
+            except ApiError as exc:
+                if exc.status == 404:  # the kind is not served here, or the namespace is gone
+                    continue
+                raise
+            items = listed.get("items") or []
+            found += [f"{kind}/{(i.get('metadata') or {}).get('name')}" for i in items]
+            if (listed.get("metadata") or {}).get("continue"):
+                found.append(f"more {kind}s")
+        return found
 
     def _apply_quota(self, quota: Quota) -> None:
         namespace = m.namespace_name(quota.account, self.settings)
@@ -162,8 +227,11 @@ class KubernetesRuntime:
         if found is not None:
             self.api.delete(quota_path(namespace_), found["metadata"].get("uid"))
         namespace = self._owned(namespace_path(namespace_), "Namespace")
-        if namespace is not None and m.tenant_from(namespace) is None:
-            self.api.delete(namespace_path(namespace_), namespace["metadata"].get("uid"))
+        if namespace is None or m.tenant_from(namespace) is not None:
+            return
+        if self._keep_for_foreign(namespace_, f"Quota {quota.account}"):
+            return
+        self.api.delete(namespace_path(namespace_), namespace["metadata"].get("uid"))
 
     def _apply_pool(self, pool: WarmPool, in_place: bool) -> None:
         manifest = m.deployment_manifest(pool, self.settings, in_place=in_place)
@@ -233,6 +301,13 @@ class KubernetesRuntime:
         return {"nodes": [{"name": n.name, "processor": n.processor, "cpu_millis": n.cpu_millis,
                            "memory_bytes": n.memory_bytes, "gpu": n.gpu, "pods": n.pods,
                            "emulated_gpu": False} for n in self.nodes()]}
+
+    def record_apply(self, result: dict[str, Any], source_commit: str | None) -> None:
+        """No audit rows of our own: the cluster's objects (and their spec annotations) are
+        the record, and the plan journal in the state directory has the rest."""
+
+    def save_roots(self) -> None:
+        """Nothing to record: pods get their model and code from the image and env."""
 
     def close(self) -> None:
         self.api.close()
