@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Apply exactly this plan file (from `plan --out`); refused "
                                  "when the live state has changed since it was made.")
-@options.runtime_options
+@options.apply_runtime_options
 @options.code_data_options
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--allow-mass-delete", is_flag=True,
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
                    "delete of the old pool.")
 @click.option("--lock-timeout", type=DURATION, default="0s", show_default=True,
               help="How long to wait for another apply or the daemon to release the state.")
-@click.option("--no-cache", is_flag=True, help="Parse and validate every file again.")
+@options.no_cache_option
 def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: Path | None,
             kubeconfig: Path | None, kube_context: str | None, data_root: Path | None,
             code_root: Path | None, auto_approve: bool, allow_mass_delete: bool,
@@ -57,7 +57,8 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
     Shows the plan, asks for confirmation (unless --auto-approve or stdin is
     not a terminal), then applies it action by action, printing each outcome.
     With --plan FILE it applies that saved plan instead, only if the live
-    state still matches it. One apply at a time per state directory.
+    state still matches it, on the runtime the plan was made for (an
+    explicit --runtime must agree). One apply at a time per state directory.
 
     Exit codes: 0 applied (or no changes; deferred deletes warn); 1 invalid
     config, refused or stale plan, failed action, or state locked.
@@ -66,13 +67,16 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
 
     ctx = click.get_current_context()
     explicit_dir = ctx.get_parameter_source("config_dir") is not click.core.ParameterSource.DEFAULT
+    explicit_runtime = (ctx.get_parameter_source("runtime")
+                        is not click.core.ParameterSource.DEFAULT)
+    cache_dir = options.cache_dir_for(no_cache)
     state = options.resolve_state_dir(state_dir)
     lock = StateLock(state / "apply.lock", "reconciler apply")
     if plan_file is None:
-        from reconciler.cli.plan import cache_dir_for
         from reconciler.config.loader import load_config
 
-        config = load_config(config_dir, cache_dir=cache_dir_for(no_cache))
+        config = load_config(config_dir, cache_dir=cache_dir)
+        options.ensure_state_dir(state)
         lock.acquire(timeout=lock_timeout)
         try:
             target = _open(runtime, state, config.settings, config_dir, data_root, code_root,
@@ -88,12 +92,14 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
     from reconciler.pipeline import load_plan_file
 
     plan = load_plan_file(plan_file)
+    runtime = _runtime_for(plan, plan_file, runtime if explicit_runtime else None)
     saved_dir = Path(plan.source_path) if plan.source_path else None
     source = config_dir if explicit_dir else (saved_dir if saved_dir and saved_dir.is_dir()
                                               else None)
-    settings = _settings_of(source)
+    settings = _settings_of(source, cache_dir)
     if runtime == "kubernetes":
         settings = _plan_settings(plan, settings)
+    options.ensure_state_dir(state)
     lock.acquire(timeout=lock_timeout)
     try:
         target = _open(runtime, state, settings, source, data_root, code_root,
@@ -104,6 +110,20 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
             target.close()
     finally:
         lock.release()
+
+
+def _runtime_for(plan: Plan, plan_file: Path, given: str | None) -> str:
+    """The runtime a saved plan is applied to: the one it was made for. An explicit
+    --runtime that differs is refused before anything is opened."""
+    if given is not None and given != plan.runtime:
+        raise PlanRefused(f"plan file {plan_file} was made for the {plan.runtime} runtime, "
+                          f"not {given}: leave out --runtime (the plan's runtime is used) or "
+                          f"make the plan again with --runtime {given}; nothing was applied")
+    if plan.runtime not in options.RUNTIMES:
+        raise PlanRefused(f"plan file {plan_file} was made for the {plan.runtime} runtime, "
+                          f"which cannot be applied (only {' and '.join(options.RUNTIMES)} can); "
+                          f"nothing was applied")
+    return plan.runtime
 
 
 def _open(runtime: str, state: Path, settings: Settings | None, config_dir: Path | None,
@@ -126,14 +146,14 @@ def _open(runtime: str, state: Path, settings: Settings | None, config_dir: Path
                         code_root=code_root, kubeconfig=kubeconfig, context=context)
 
 
-def _settings_of(config_dir: Path | None) -> Settings | None:
+def _settings_of(config_dir: Path | None, cache_dir: Path | None) -> Settings | None:
     """The Settings of a saved plan's config dir, when it still loads (for the local nodes)."""
     if config_dir is None or not config_dir.is_dir():
         return None
     try:
         from reconciler.config.loader import load_config
 
-        return load_config(config_dir).settings
+        return load_config(config_dir, cache_dir=cache_dir).settings
     except (ReconcilerError, OSError):
         return None
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import click
 
 from reconciler.cli.durations import Duration
-from reconciler.cli.options import code_data_options, resolve_state_dir, runtime_options
+from reconciler.cli.options import (
+    code_data_options,
+    ensure_state_dir,
+    resolve_state_dir,
+    runtime_options,
+)
 
 BACKOFF_ENV = "RECONCILER_BACKOFF_MAX"
 LEASE_NAMESPACE_ENV = "RECONCILER_LEASE_NAMESPACE"
@@ -21,10 +26,24 @@ def _positive(seconds: float, option: str) -> float:
     return seconds
 
 
+def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """HOST:PORT with a port in 0..65535, checked before anything starts."""
+    from reconciler.daemon.server import parse_listen
+
+    try:
+        _, port = parse_listen(value)
+    except ValueError:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise click.BadParameter(f"the port must be 0..65535, got {port}")
+    return value
+
+
 @click.command("daemon")
 @click.option("--repo", required=True, metavar="URL_OR_PATH",
               help="Git URL, path of a Git repository, or a plain directory (watched).")
-@click.option("--branch", default="main", show_default=True, help="Branch to track (Git).")
+@click.option("--branch", default="main", show_default=True, metavar="BRANCH",
+              help="Branch to track (Git).")
 @click.option("--path", "subdir", default="", metavar="SUBDIR",
               help="Config directory inside the repository (monorepos).")
 @click.option("--interval", type=Duration(), default="30s", show_default=True,
@@ -32,20 +51,26 @@ def _positive(seconds: float, option: str) -> float:
 @click.option("--resync", type=Duration(), default="5m", show_default=True,
               help="Full resync period: re-applies even when nothing moved (drift).")
 @runtime_options
-@click.option("--listen", default="127.0.0.1:8080", show_default=True,
-              help="HOST:PORT for /healthz /readyz /metrics /status /webhook (port 0: any).")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=_listen,
+              metavar="HOST:PORT",
+              help="Serve /healthz /readyz /metrics /status /webhook there (port 0: any free "
+                   "port, written to STATE/daemon.json).")
 @code_data_options
 @click.option("--wait-timeout", type=Duration(), default="300s", show_default=True,
-              help="How long a pass waits for new pools to become ready.")
-@click.option("--allow-mass-delete", is_flag=True, help="Apply plans over the deletion limits.")
+              help="How long a pass waits for a moved pool's new replicas before deferring "
+                   "the delete of the old pool.")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Apply plans that delete more warm pools than Settings.safety permits.")
 @click.option("--allow-reduced-capacity", is_flag=True,
-              help="Replace replicas in place when the surge does not fit the nodes.")
+              help="When a move or rolling reload has no room for its surge, replace in "
+                   "place keeping replicas-1 warm instead of refusing.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+              show_default=True, help="text for people, json (one object per line) for "
+                                      "log collectors.")
 @click.option("--backoff-max", type=Duration(), default="5m", envvar=BACKOFF_ENV,
               show_default=True, help=f"Cap of the retry backoff [env {BACKOFF_ENV}].")
 @click.option("--lease-namespace", default="reconciler-system", show_default=True,
-              envvar=LEASE_NAMESPACE_ENV,
+              envvar=LEASE_NAMESPACE_ENV, metavar="NS",
               help="Kubernetes: namespace of the Lease `reconciler` that elects the one active "
                    f"daemon per cluster (made if missing) [env {LEASE_NAMESPACE_ENV}].")
 @click.option("--lease-duration", type=Duration(), default="15s", show_default=True,
@@ -87,8 +112,9 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
     from reconciler.daemon.passes import PassSettings
     from reconciler.daemon.service import DaemonOptions, run_daemon
 
+    state = ensure_state_dir(resolve_state_dir(state_dir))
     passes = PassSettings(
-        runtime=runtime, state_dir=resolve_state_dir(state_dir).resolve(),
+        runtime=runtime, state_dir=state.resolve(),
         kubeconfig=kubeconfig, context=kube_context,
         data_root=data_root.resolve() if data_root else None,
         code_root=code_root.resolve() if code_root else None,

@@ -9,9 +9,12 @@ from typing import Any, TypeVar
 
 import click
 
+from reconciler.errors import ReconcilerError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_STATE_DIR = ".reconciler"
+RUNTIMES = ("local", "kubernetes")  # as reconciler.runtimes.RUNTIMES, without importing it
 
 
 def config_dir_argument(func: F) -> F:
@@ -21,23 +24,45 @@ def config_dir_argument(func: F) -> F:
     )(func)
 
 
-def runtime_options(func: F) -> F:
-    """--runtime, --state, --kubeconfig, --context."""
-    decorators = [
-        click.option("--runtime", type=click.Choice(["local", "kubernetes"]), default="local",
-                     show_default=True, help="Where warm pools run."),
-        click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=None, envvar="RECONCILER_STATE",
-                     help=f"Local runtime directory [env RECONCILER_STATE; default "
-                          f"./{DEFAULT_STATE_DIR}]."),
+STATE_HELP = (f"State directory: the local runtime's store, and on any runtime the apply "
+              f"journal and lock and the daemon's files [env RECONCILER_STATE; default "
+              f"./{DEFAULT_STATE_DIR}].")
+
+
+def state_option(func: F) -> F:
+    """--state (see resolve_state_dir)."""
+    return click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, envvar="RECONCILER_STATE", help=STATE_HELP)(func)
+
+
+def _runtime_options(func: F, runtime: Callable[[Any], Any]) -> F:
+    decorators: list[Callable[[Any], Any]] = [
+        runtime,
+        state_option,
         click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path),
-                     default=None, help="Kubeconfig file (default: KUBECONFIG, ~/.kube/config, "
-                                        "in-cluster)."),
-        click.option("--context", "kube_context", default=None, help="Kubeconfig context."),
+                     default=None, help="Kubernetes: kubeconfig file [default: KUBECONFIG, "
+                                        "else ~/.kube/config, else in-cluster]."),
+        click.option("--context", "kube_context", default=None, metavar="NAME",
+                     help="Kubernetes: kubeconfig context [default: its current context]."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def runtime_options(func: F) -> F:
+    """--runtime, --state, --kubeconfig, --context."""
+    return _runtime_options(func, click.option(
+        "--runtime", type=click.Choice(RUNTIMES), default="local", show_default=True,
+        help="Where warm pools run."))
+
+
+def apply_runtime_options(func: F) -> F:
+    """As runtime_options, for `apply`: with --plan, --runtime defaults to the plan's."""
+    return _runtime_options(func, click.option(
+        "--runtime", type=click.Choice(RUNTIMES), default="local",
+        help="Where warm pools run [default: local; with --plan, the runtime the plan was "
+             "made for]."))
 
 
 def code_data_options(func: F) -> F:
@@ -57,3 +82,34 @@ def resolve_state_dir(state_dir: Path | None) -> Path:
         return state_dir
     env = os.environ.get("RECONCILER_STATE")
     return Path(env) if env else Path(DEFAULT_STATE_DIR)
+
+
+def cache_dir_for(no_cache: bool) -> Path | None:
+    """The on-disk cache of parsed documents: None with --no-cache (or RECONCILER_NO_CACHE=1),
+    else $RECONCILER_CACHE_DIR, $XDG_CACHE_HOME/reconciler or ~/.cache/reconciler."""
+    if no_cache:
+        return None
+    from reconciler.config.cache import default_cache_dir
+
+    return default_cache_dir()
+
+
+def no_cache_option(func: F) -> F:
+    return click.option("--no-cache", is_flag=True,
+                        help="Parse and validate every file again (ignore the cache).")(func)
+
+
+def ensure_state_dir(state: Path) -> Path:
+    """Create the local state directory; a ReconcilerError (not a traceback) when it cannot be."""
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReconcilerError(f"--state {state}: cannot create the state directory: "
+                              f"{describe_os_error(exc)}") from None
+    return state
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`No such file or directory: /proc/foo` rather than `[Errno 2] ...`."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason

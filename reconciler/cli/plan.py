@@ -22,15 +22,18 @@ from reconciler.plan.plans import Plan
 FORMATS = ("text", "markdown", "json")
 
 
-def cache_dir_for(no_cache: bool) -> Path | None:
-    """The on-disk cache of parsed documents (None with --no-cache or when unavailable)."""
-    if no_cache:
-        return None
-    try:
-        from reconciler.config.cache import default_cache_dir
-    except ImportError:
-        return None
-    return default_cache_dir()  # type: ignore[no-any-return]
+# The line before each part of a plan too long for one pull-request comment; the
+# example workflow (config-examples/.github/workflows/plan.yml) splits on it.
+PART_MARKER = "<!-- reconciler: part {number} of {total} -->"
+
+
+def markdown_text(parts: list[str]) -> str:
+    """The markdown parts as one text: a single part as is, several each after its
+    PART_MARKER line."""
+    if len(parts) == 1:
+        return parts[0]
+    return "\n".join(f"{PART_MARKER.format(number=number, total=len(parts))}\n{part}"
+                     for number, part in enumerate(parts, start=1))
 
 
 def use_color() -> bool:
@@ -47,11 +50,7 @@ def print_plan(plan: Plan, fmt: str, data: dict[str, Any] | None = None) -> None
     if fmt == "json":
         click.echo(render.render_json(data))
     elif fmt == "markdown":
-        parts = render.render_markdown(data)
-        for number, part in enumerate(parts, start=1):
-            if len(parts) > 1:
-                click.echo(f"<!-- reconciler: part {number} of {len(parts)} -->")
-            click.echo(part)
+        click.echo(markdown_text(render.render_markdown(data)))
     else:
         click.echo(render.render_text(data, color=use_color()), color=use_color())
     if fmt != "text" and plan.errors:
@@ -81,7 +80,7 @@ def exit_code(plan: Plan, detailed: bool) -> int:
 @click.option("--allow-reduced-capacity", is_flag=True,
               help="When a move or rolling reload has no room for its surge, replace in "
                    "place keeping replicas-1 warm instead of refusing.")
-@click.option("--no-cache", is_flag=True, help="Parse and validate every file again.")
+@options.no_cache_option
 def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: Path | None,
             kube_context: str | None, fmt: str, out: Path | None, detailed_exitcode: bool,
             allow_mass_delete: bool, allow_reduced_capacity: bool, no_cache: bool) -> None:
@@ -98,7 +97,7 @@ def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: 
     from reconciler.pipeline import plan_config, write_plan_file
     from reconciler.runtimes import open_runtime
 
-    config = load_config(config_dir, cache_dir=cache_dir_for(no_cache))
+    config = load_config(config_dir, cache_dir=options.cache_dir_for(no_cache))
     try:
         target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
                               settings=config.settings, kubeconfig=kubeconfig,

@@ -188,3 +188,48 @@ F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
 def pipe_bytes(pipe: Any) -> int:
     """Bytes waiting unread in a pipe (FIONREAD)."""
     return struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
+def cached_files(cache: Path) -> list[Path]:
+    return list(cache.rglob("*.pickle"))
+
+
+def test_a_saved_plan_uses_the_parse_cache_for_its_settings(local: Local,
+                                                            tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config")
+    plan_file = tmp_path / "plan.json"
+    assert reconciler("plan", str(config), *state_args(local), "--no-cache", "--out",
+                      str(plan_file)).returncode == 0
+    cache = tmp_path / "cache"
+    applied = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", "--plan", str(plan_file),
+         *state_args(local)], capture_output=True, text=True, timeout=60,
+        env={**ENV, "RECONCILER_CACHE_DIR": str(cache)})
+    assert applied.returncode == 0, applied.stderr
+    assert cached_files(cache), "the config behind the plan was loaded through the cache"
+
+
+def test_a_saved_plan_runs_on_the_runtime_it_was_made_for(local: Local, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config")
+    plan_file = tmp_path / "plan.json"
+    assert reconciler("plan", str(config), *state_args(local), "--out",
+                      str(plan_file)).returncode == 0
+    other = reconciler("apply", "--plan", str(plan_file), *state_args(local),
+                       "--runtime", "kubernetes")
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert (f"plan file {plan_file} was made for the local runtime, not kubernetes: leave "
+            "out --runtime") in other.stderr
+    assert pools(local) == {}
+
+    same = reconciler("apply", "--plan", str(plan_file), *state_args(local), "--runtime", "local")
+    assert same.returncode == 0, same.stderr
+    assert pools(local) == {"alice.acme.adder.aaaaaaaaaaaa": 1}
+
+
+def test_a_state_directory_that_cannot_be_made_is_a_user_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config")
+    (tmp_path / "file").write_text("not a directory\n")
+    done = reconciler("apply", str(config), "--state", str(tmp_path / "file" / "state"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (f"error: --state {tmp_path / 'file' / 'state'}: cannot create the state "
+            "directory: Not a directory") in done.stderr

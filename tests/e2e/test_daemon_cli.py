@@ -83,3 +83,17 @@ def test_bad_options_are_user_errors(tmp_path: Path) -> None:
     done = once("--repo", str(tmp_path), "--interval", "soon", state=tmp_path / "state")
     assert done.returncode == 1 and "--interval" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_bad_listen_address_or_state_directory_is_a_user_error(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    write_config(config)
+    for listen, message in (("127.0.0.1:99999", "the port must be 0..65535, got 99999"),
+                            ("nowhere", "expected HOST:PORT, got 'nowhere'")):
+        done = once("--repo", str(config), "--listen", listen, state=tmp_path / "state")
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert f"Invalid value for '--listen': {message}" in done.stderr
+    (tmp_path / "file").write_text("not a directory\n")
+    done = once("--repo", str(config), state=tmp_path / "file" / "state")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot create the state directory: Not a directory" in done.stderr

@@ -82,3 +82,22 @@ def test_unknown_refs_and_non_repositories_are_user_errors(repo: GitRepo, tmp_pa
     plain.mkdir()
     done = diff(plain, "HEAD~1", "HEAD")
     assert done.returncode == 1 and "not a Git repository" in done.stderr
+
+
+def test_links_that_leave_the_tree_are_skipped_with_a_warning(repo: GitRepo) -> None:
+    write_config(repo.work / "platform", replicas=3)
+    (repo.work / "platform" / "passwd.yaml").symlink_to("/etc/passwd")
+    (repo.work / "platform" / "up").symlink_to("../../../../../etc")
+    (repo.work / "elsewhere").symlink_to("/etc")  # outside --path: skipped silently
+    repo.commit("links", push=False)
+
+    done = diff(repo.work, "HEAD~1", "HEAD", "--path", "platform", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: skipped the symbolic link platform/passwd.yaml -> /etc/passwd: it points "
+        "outside the repository",
+        "warning: skipped the symbolic link platform/up -> ../../../../../etc: it points "
+        "outside the repository"]
+    assert json.loads(done.stdout)["summary"]["scale"] == 1

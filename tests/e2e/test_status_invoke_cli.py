@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 
-from configkit import reconciler, write_config  # noqa: E402
+from configkit import ENV, reconciler, write_config  # noqa: E402
 from conftest_local import Local, local_fixture  # noqa: E402,F401
 
 pytestmark = pytest.mark.slow
@@ -107,3 +109,60 @@ def test_invoke_reports_bad_input_and_algorithm_errors(applied: tuple[Local, Pat
                          "--state", str(local.site.state), stdin='{"values": ["x"]}')
     assert failing.returncode == 1 and "algorithm error: TypeError" in failing.stderr
     assert "Traceback" not in bad_json.stderr + failing.stderr
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True,
+                          text=True, input="", timeout=60, env={**ENV, **env})
+
+
+def test_invoke_loads_the_config_through_the_parse_cache(applied: tuple[Local, Path],
+                                                         tmp_path: Path) -> None:
+    local, config = applied
+    cache = tmp_path / "cache"
+    result = run("invoke", "--as", "alice", "acme/adder/1.0.0", '{"values": [4]}',
+                 "--state", str(local.site.state), "--config", str(config),
+                 env={"RECONCILER_CACHE_DIR": str(cache)})
+    assert result.returncode == 0, result.stderr
+    assert list(cache.rglob("*.pickle")), "the config was parsed through the cache"
+
+
+def test_invoke_selects_versions_as_a_reservation_would(applied: tuple[Local, Path],
+                                                        tmp_path: Path) -> None:
+    local, config = applied
+    shared = "a" * 7 + "c" * 33  # 1.5.0's commit now starts like 1.0.0's (aaaa...)
+    other = tmp_path / "other"
+    shutil.copytree(config, other)
+    algorithm = other / "algorithm.yaml"
+    algorithm.write_text(algorithm.read_text().replace("c" * 40, shared))
+    state = ["--state", str(local.site.state), "--config", str(other)]
+
+    ambiguous = reconciler("invoke", "--as", "alice", "acme/adder/aaaaaaa", '{"values": [1]}',
+                           *state)
+    assert ambiguous.returncode == 1 and ambiguous.stdout == ""
+    assert (f"commit prefix aaaaaaa of acme/adder is ambiguous: it matches {'a' * 40}, "
+            f"{shared}; give more digits") in ambiguous.stderr
+    assert "Traceback" not in ambiguous.stderr
+
+    unique = reconciler("invoke", "--as", "alice", "acme/adder/aaaaaaac", '{"values": [1]}',
+                        *state)
+    assert unique.returncode == 0, unique.stderr
+    assert json.loads(unique.stdout)["sum"] == 10  # 1.5.0's model
+
+    missing = reconciler("invoke", "--as", "alice", "acme/adder/9.9.9", '{"values": [1]}',
+                         *state)
+    assert missing.returncode == 1
+    assert "algorithm acme/adder has no published version 9.9.9" in missing.stderr
+    short = reconciler("invoke", "--as", "alice", "acme/adder/aaaa", '{"values": [1]}', *state)
+    assert short.returncode == 1
+    assert "expected a semantic version or a commit (at least 7 hex digits)" in short.stderr
+
+
+def test_invoke_input_that_is_not_text_is_a_user_error(applied: tuple[Local, Path],
+                                                       tmp_path: Path) -> None:
+    local, _ = applied
+    (tmp_path / "input.bin").write_bytes(b"\xff\xfe\x00binary")
+    done = reconciler("invoke", "--as", "alice", "acme/adder", f"@{tmp_path / 'input.bin'}",
+                      "--state", str(local.site.state))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"input file {tmp_path / 'input.bin'} is not UTF-8" in done.stderr

@@ -107,8 +107,17 @@ def test_a_plan_file_keeps_its_namespaces_when_the_config_is_gone(
                                            "effect": "NoSchedule"}]}
     shutil.rmtree(root)
 
-    applied = reconciler("apply", "--plan", str(plan_file), *common, "--auto-approve")
+    cluster = ["--kubeconfig", str(kubeconfig), "--state", str(tmp_path / "state")]
+    # without --runtime, the plan's runtime is used
+    applied = reconciler("apply", "--plan", str(plan_file), *cluster, "--auto-approve")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     deployments = api.get(f"/apis/apps/v1/namespaces/{prefix}alice/deployments")["items"]
     assert [d["metadata"]["namespace"] for d in deployments] == [f"{prefix}alice"]
     assert api.get_or_none("/api/v1/namespaces/acct-alice") is None  # not the default prefix
+
+    # an explicit --runtime that differs is refused, naming both
+    local = reconciler("apply", "--plan", str(plan_file), *cluster, "--runtime", "local",
+                       "--auto-approve")
+    assert local.returncode == 1 and "Traceback" not in local.stderr
+    assert (f"plan file {plan_file} was made for the kubernetes runtime, not local: leave out "
+            "--runtime") in local.stderr
