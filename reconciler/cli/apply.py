@@ -130,20 +130,11 @@ def _open(runtime: str, state: Path, settings: Settings | None, config_dir: Path
           data_root: Path | None, code_root: Path | None, kubeconfig: Path | None,
           context: str | None) -> Runtime:
     """The runtime, told where this config's data and code live (local: recorded for the agent)."""
-    from reconciler.config.model import Settings
     from reconciler.runtimes import open_runtime
 
-    if config_dir is not None:
-        data_root = data_root or config_dir / "data"
-        code_root = code_root or config_dir / "src"
-    settings = settings or Settings()
-    if runtime == "local":
-        from reconciler.runtimes.local.runtime import LocalRuntime
-
-        return LocalRuntime(state, settings=settings, data_root=data_root, code_root=code_root,
-                            config_dir=config_dir)
-    return open_runtime(runtime, state_dir=state, settings=settings, data_root=data_root,
-                        code_root=code_root, kubeconfig=kubeconfig, context=context)
+    return open_runtime(runtime, state_dir=state, settings=settings, config_dir=config_dir,
+                        data_root=data_root, code_root=code_root,
+                        kubeconfig=kubeconfig, context=context)
 
 
 def _settings_of(config_dir: Path | None, cache_dir: Path | None) -> Settings | None:

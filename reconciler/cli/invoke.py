@@ -71,14 +71,14 @@ def command(caller: str, algorithm: str, input_json: str, state_dir: Path | None
     starts a cold worker for the call. Prints the output JSON, and
     "warm|cold, N ms" on stderr.
     """
-    from reconciler.runtimes.local.runtime import LocalRuntime
+    from reconciler.runtimes import open_runtime
 
     payload = parse_input(input_json)
     match = REF.match(algorithm)
     if not match:
         raise ReconcilerError(f"expected OWNER/NAME[/VERSION], got {algorithm!r}")
     owner, name, selector = match.groups()
-    runtime = LocalRuntime(options.resolve_state_dir(state_dir))
+    runtime = open_runtime("local", state_dir=options.resolve_state_dir(state_dir))
     try:
         live = runtime.observe()
         roots = runtime.report().get("roots", {})
@@ -291,7 +291,9 @@ def call_cold(target: Target, data_root: Path, code_root: Path, payload: Any,
             "--entrypoint", target.entrypoint, "--code-root", str(code_root.resolve()),
             "--data-root", str(data_root.resolve()), "--model", target.model_path,
             "--digest", target.model_digest]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    # stdin stays an open pipe for the call: the worker exits when it closes, so a
+    # kill -9 of invoke never leaves it behind.
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         report = _first_report(proc, timeout)

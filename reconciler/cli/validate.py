@@ -14,9 +14,8 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.options import config_dir_argument
+from reconciler.cli.options import cache_dir_for, config_dir_argument
 from reconciler.config import check_config
-from reconciler.config.cache import default_cache_dir
 from reconciler.config.model import Config
 from reconciler.errors import Diagnostic, Severity
 
@@ -33,7 +32,7 @@ def command(config_dir: Path, fmt: str, no_cache: bool) -> None:
     Every problem is reported in one run, each with file:line:col, the field
     path and what was expected. Exit 0 when valid (warnings allowed), 1 when not.
     """
-    cache_dir = None if no_cache else default_cache_dir()
+    cache_dir = cache_dir_for(no_cache)
     config, diags = check_config(config_dir, cache_dir=cache_dir)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     warnings = [d for d in diags if d.severity is Severity.WARNING]

@@ -188,8 +188,6 @@ class PipelinePass:
             self._roots_saved = config_dir
 
     def _cache_dir(self) -> Path | None:
-        try:
-            from reconciler.config.cache import default_cache_dir
-        except ImportError:
-            return None
+        from reconciler.config.cache import default_cache_dir
+
         return default_cache_dir()

@@ -166,3 +166,50 @@ def test_invoke_input_that_is_not_text_is_a_user_error(applied: tuple[Local, Pat
                       "--state", str(local.site.state))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"input file {tmp_path / 'input.bin'} is not UTF-8" in done.stderr
+
+
+BLOCKING = '''
+import json, os, time
+
+def load(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+def apply(input, model):
+    with open(input["pidfile"], "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(600)
+'''
+
+
+def test_a_killed_invoke_leaves_no_cold_worker(applied: tuple[Local, Path],
+                                               tmp_path: Path) -> None:
+    """kill -9 of invoke mid-call: the cold worker sees its stdin pipe close and exits."""
+    import os
+    import signal
+
+    from localkit import wait_for
+
+    local, config = applied
+    (config / "src" / "adder.py").write_text(BLOCKING)
+    pidfile = tmp_path / "worker.pid"
+    call = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "invoke", "--as", "bob", "acme/adder/1.0.0",
+         json.dumps({"pidfile": str(pidfile)}), "--state", str(local.site.state),
+         "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        worker = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), 30,
+                              message="the cold worker is serving the call"))
+        os.kill(call.pid, signal.SIGKILL)
+        call.wait(10)
+        wait_for(lambda: not Path(f"/proc/{worker}").exists()
+                 or "zombie" in Path(f"/proc/{worker}/status").read_text(), 15,
+                 message=f"cold worker {worker} gone after invoke was killed")
+    finally:
+        call.kill()
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
