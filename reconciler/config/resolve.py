@@ -203,13 +203,22 @@ def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
 
 
 def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None:
-    for reservation in sorted(config.reservations.values(), key=lambda r: r.name):
+    # Many reservations select the same version the same way: resolve each
+    # (algorithm, versionType, VERSION) once. None: it does not resolve.
+    resolved: dict[tuple[str, str], Version | None] = {}
+    for name in sorted(config.reservations):
+        reservation = config.reservations[name]
         algorithm = config.algorithms.get(reservation.algorithm_ref)
         if algorithm is None or reservation.caller not in config.accounts:
             continue
-        try:
-            version = resolve_version(reservation, algorithm)
-        except ResolveError:
+        how = (reservation.algorithm, str(reservation.version_type))
+        if how not in resolved:
+            try:
+                resolved[how] = resolve_version(reservation, algorithm)
+            except ResolveError:
+                resolved[how] = None
+        version = resolved[how]
+        if version is None:
             continue
         if access_error(reservation, algorithm, version, config.accounts):
             continue
