@@ -52,3 +52,36 @@ def test_placement_is_not_quadratic_in_pools_and_nodes():
     elapsed = time.perf_counter() - start
     assert plan.applyable, plan.errors[:2]
     assert elapsed < 5, f"planning 10,000 pools on 1,000 nodes took {elapsed:.1f} s"
+
+
+def per_pool_shortfalls(nodes, pools):
+    """The reference: place each pool on its own, in first-fit-decreasing order."""
+    from reconciler.plan import capacity, placement
+
+    cluster = capacity._Cluster(nodes)
+    short = []
+    for each in sorted(pools, key=capacity._decreasing):
+        need = placement.replica_need(each)
+        left, _ = cluster.trees[capacity._processor(each)].place(need, each.replicas)
+        if left:
+            short.append((each.id, left))
+    return short
+
+
+@settings(max_examples=100, deadline=None)
+@given(nodes=st.lists(st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(0, 2),
+                                st.integers(1, 6)), min_size=1, max_size=5),
+       pools=st.lists(st.tuples(st.sampled_from(["500m", "1", "2"]),
+                                st.sampled_from(["1Gi", "2Gi"]), st.integers(0, 1),
+                                st.integers(1, 4)), max_size=15))
+def test_placing_runs_of_one_shape_at_once_leaves_what_pool_by_pool_would(nodes, pools):
+    from reconciler.plan import capacity
+
+    cluster_nodes = [node(f"n{i}", str(cpu), f"{mem}Gi", gpu, slots)
+                     for i, (cpu, mem, gpu, slots) in enumerate(nodes)]
+    warm = [pool(f"c{i:02d}", cpu=cpu, memory=mem, replicas=replicas,
+                 processor="gpu" if gpu else "cpu", gpu=gpu)
+            for i, (cpu, mem, gpu, replicas) in enumerate(pools)]
+    grouped = capacity._place_by_shape(capacity._Cluster(cluster_nodes),
+                                       sorted(warm, key=capacity._decreasing))
+    assert [(p.id, left) for p, _, left in grouped] == per_pool_shortfalls(cluster_nodes, warm)
