@@ -207,12 +207,18 @@ def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
                           seconds=time.monotonic() - began)
         except ReconcilerError as exc:
             return _entry(action, Outcome.FAILED, str(exc), seconds=time.monotonic() - began)
+    return _apply_and_report(runtime, action, max_attempts, began,
+                             DONE_OUTCOME.get(action.op, Outcome.CONFIGURED), action.reason)
+
+
+def _apply_and_report(runtime: Runtime, action: Action, max_attempts: int, began: float,
+                      outcome: Outcome, message: str) -> ChangeEntry:
+    """Apply with retries; the entry: `outcome` with `message`, or failed with the error."""
     attempts, error = _apply_with_retries(runtime, action, max_attempts)
     seconds = time.monotonic() - began
     if error is not None:
         return _entry(action, Outcome.FAILED, str(error), attempts, seconds)
-    outcome = DONE_OUTCOME.get(action.op, Outcome.CONFIGURED)
-    return _entry(action, outcome, action.reason, attempts, seconds)
+    return _entry(action, outcome, message, attempts, seconds)
 
 
 def _handover(plan: Plan, action: Action, runtime: Runtime, deadline: float,
@@ -239,13 +245,8 @@ def _handover(plan: Plan, action: Action, runtime: Runtime, deadline: float,
                       seconds=time.monotonic() - began)
     except ReconcilerError as exc:
         return _entry(action, Outcome.FAILED, str(exc), seconds=time.monotonic() - began)
-    attempts, error = _apply_with_retries(runtime, action, max_attempts)
-    seconds = time.monotonic() - began
-    if error is not None:
-        return _entry(action, Outcome.FAILED, str(error), attempts, seconds)
-    return _entry(action, Outcome.DELETED,
-                  f"{action.reason}; handed over {handed} replica(s) one at a time",
-                  attempts, seconds)
+    return _apply_and_report(runtime, action, max_attempts, began, Outcome.DELETED,
+                             f"{action.reason}; handed over {handed} replica(s) one at a time")
 
 
 def _scale_down_one(runtime: Runtime, move: Action, pool: WarmPool,

@@ -18,7 +18,7 @@ from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.base import NotReady
 from reconciler.runtimes.local.agent import Agent
 from reconciler.runtimes.local.runtime import LocalRuntime
-from reconciler.states import Quota, ResourceKind
+from reconciler.states import Quota, ResourceKind, WarmPool
 
 pytestmark = pytest.mark.slow
 
@@ -65,26 +65,34 @@ def ready_count_sampler(local: Local, stop: threading.Event, samples: list[int],
     db.close()
 
 
-def test_model_reload_rolls_without_dropping_below_reserved(local: Local) -> None:
-    pool = make_pool(local.site, replicas=2)
+def reload_sampled(local: Local, pool: WarmPool, every: float = 0.05
+                   ) -> tuple[list[int], set[int]]:
+    """Warm the pool, reload it with a new model file and digest while sampling the
+    ready count; (the samples, the pids that served before the reload)."""
     local.runtime.apply(create(pool))
     local.agent()
-    local.runtime.wait_ready(pool.id, 2, timeout=15)
+    local.runtime.wait_ready(pool.id, pool.replicas, timeout=15)
     old_pids = set(ready_pids(local, pool.id))
     new_digest = local.site.write_model("m2.json", factor=10)
     reloaded = replace(pool, model_path="data://acme/models/m2.json", model_digest=new_digest)
     samples: list[int] = []
     stop = threading.Event()
-    sampler = threading.Thread(target=ready_count_sampler, args=(local, stop, samples))
+    sampler = threading.Thread(target=ready_count_sampler, args=(local, stop, samples, every))
     sampler.start()
     try:
         local.runtime.apply(change(Op.RELOAD, pool, reloaded))
-        local.runtime.wait_ready(pool.id, 2, timeout=20)
-        wait_for(lambda: len(local.runtime.observe().status[pool.id].replicas) == 2,
+        local.runtime.wait_ready(pool.id, pool.replicas, timeout=20)
+        wait_for(lambda: len(local.runtime.observe().status[pool.id].replicas) == pool.replicas,
                  message="old replicas gone")
     finally:
         stop.set()
         sampler.join()
+    return samples, old_pids
+
+
+def test_model_reload_rolls_without_dropping_below_reserved(local: Local) -> None:
+    pool = make_pool(local.site, replicas=2)
+    samples, old_pids = reload_sampled(local, pool)
     assert min(samples) >= 2, f"ready count dipped: {min(samples)}"
     assert not old_pids & set(ready_pids(local, pool.id))
     port = local.runtime.ready_endpoints(pool.id)[0]
@@ -98,24 +106,7 @@ def test_model_reload_at_a_quota_of_replicas_plus_one_keeps_every_replica_warm(
     local.runtime.apply(Action(Op.CREATE, ResourceKind.QUOTA, "alice",
                                after=Quota("alice", 3)))
     pool = make_pool(local.site, replicas=2)
-    local.runtime.apply(create(pool))
-    local.agent()
-    local.runtime.wait_ready(pool.id, 2, timeout=15)
-    old_pids = set(ready_pids(local, pool.id))
-    new_digest = local.site.write_model("m2.json", factor=10)
-    reloaded = replace(pool, model_path="data://acme/models/m2.json", model_digest=new_digest)
-    samples: list[int] = []
-    stop = threading.Event()
-    sampler = threading.Thread(target=ready_count_sampler, args=(local, stop, samples, 0.02))
-    sampler.start()
-    try:
-        local.runtime.apply(change(Op.RELOAD, pool, reloaded))
-        local.runtime.wait_ready(pool.id, 2, timeout=20)
-        wait_for(lambda: len(local.runtime.observe().status[pool.id].replicas) == 2,
-                 message="old replicas gone")
-    finally:
-        stop.set()
-        sampler.join()
+    samples, old_pids = reload_sampled(local, pool, every=0.02)
     assert len(samples) > 10
     assert min(samples) >= 2, f"ready count dipped to {min(samples)} of 2"
     assert not old_pids & set(ready_pids(local, pool.id))
