@@ -172,3 +172,24 @@ class Node:
     @property
     def processor(self) -> str:
         return "gpu" if self.gpu > 0 else "cpu"
+
+
+def pools_json(live: LiveState) -> list[dict[str, Any]]:
+    """Each live pool with its status, as `reconciler status --format json` and the
+    daemon's /status show it (SPEC.md section 4): what the store wants (`replicas`),
+    how many are warm now (`ready`), and one entry per running replica (`pid`: the
+    process id on the local runtime, the pod name on Kubernetes)."""
+    items = []
+    for pool in live.pools:
+        status = live.status.get(pool.id)
+        items.append({
+            "id": pool.id, "caller": pool.caller, "algorithm": pool.algorithm,
+            "version": pool.version, "commit": pool.commit, "replicas": pool.replicas,
+            "ready": status.ready if status else 0, "modelDigest": pool.model_digest,
+            "error": status.error if status else None,
+            "replicaStatus": [
+                {"pid": int(r.id) if r.id.isdigit() else r.id, "state": r.state,
+                 "modelDigest": r.model_digest, "startedAt": r.started_at}
+                for r in (status.replicas if status else ())],
+        })
+    return items

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from reconciler.cli import options
-from reconciler.states import LiveState
+from reconciler.states import LiveState, pools_json
 
 NO_AGENT = "replicas pending: no agent running; start `reconciler daemon`"
 
@@ -47,19 +47,7 @@ def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
 
 
 def status_json(live: LiveState, report: dict[str, Any]) -> dict[str, Any]:
-    pools = []
-    for pool in live.pools:
-        status = live.status.get(pool.id)
-        pools.append({
-            "id": pool.id, "caller": pool.caller, "algorithm": pool.algorithm,
-            "version": pool.version, "commit": pool.commit, "replicas": pool.replicas,
-            "ready": status.ready if status else 0, "modelDigest": pool.model_digest,
-            "error": status.error if status else None,
-            "replicaStatus": [
-                {"pid": int(r.id) if r.id.isdigit() else r.id, "state": r.state,
-                 "modelDigest": r.model_digest, "startedAt": r.started_at}
-                for r in (status.replicas if status else ())],
-        })
+    pools = pools_json(live)
     nodes = [{"name": n["name"], "processor": n["processor"], "cpuMillis": n["cpu_millis"],
               "memoryBytes": n["memory_bytes"], "gpu": n["gpu"], "pods": n["pods"],
               "emulatedGpu": n["emulated_gpu"]} for n in report.get("nodes", [])]

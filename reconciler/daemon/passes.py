@@ -36,7 +36,7 @@ from reconciler.plan.plans import Op, Plan
 from reconciler.runtimes import FullRuntime, open_runtime
 from reconciler.runtimes.local.lock import StateLock
 from reconciler.sources.base import Snapshot
-from reconciler.states import LiveState
+from reconciler.states import LiveState, pools_json
 
 log = logging.getLogger("reconciler.daemon.pass")
 DONE = ("created", "configured", "deleted", "failed")  # entry outcomes that did something
@@ -58,15 +58,7 @@ class PassSettings:
 
 def pools_summary(live: LiveState) -> dict[str, Any]:
     """Warm replicas wanted and ready, in total and per pool: /status and the gauges."""
-    items = []
-    for pool in live.pools:
-        status = live.status.get(pool.id)
-        items.append({
-            "id": pool.id, "caller": pool.caller, "algorithm": pool.algorithm,
-            "version": pool.version, "replicas": pool.replicas,
-            "ready": status.ready if status else 0,
-            "error": status.error if status else None,
-        })
+    items = pools_json(live)
     return {"desired": sum(i["replicas"] for i in items),
             "ready": sum(i["ready"] for i in items), "items": items}
 
