@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -66,7 +68,7 @@ def ready_count_sampler(local: Local, stop: threading.Event, samples: list[int],
 
 
 def reload_sampled(local: Local, pool: WarmPool, every: float = 0.05
-                   ) -> tuple[list[int], set[int]]:
+                   ) -> tuple[list[int], set[str]]:
     """Warm the pool, reload it with a new model file and digest while sampling the
     ready count; (the samples, the pids that served before the reload)."""
     local.runtime.apply(create(pool))
@@ -170,12 +172,24 @@ def test_a_quota_shortfall_is_not_a_failure_that_waiting_gives_up_on(local: Loca
     assert "allows 1 of 2 replicas" in row["error"] and row["error_since"] is None
 
 
+@contextmanager
+def standalone_agent(local: Local) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m reconciler.runtimes.local.agent` on the test's state, killed if the
+    test leaves it running."""
+    process = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
+                                "--state", str(local.site.state), "--poll-interval", "0.1"])
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_restarted_agent_adopts_live_workers(local: Local) -> None:
     pool = make_pool(local.site, replicas=2)
     local.runtime.apply(create(pool))
-    standalone = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
-                                   "--state", str(local.site.state), "--poll-interval", "0.1"])
-    try:
+    with standalone_agent(local) as standalone:
         wait_for(lambda: local.runtime.observe().ready(pool.id) == 2, message="ready")
         pids = ready_pids(local, pool.id)
         standalone.kill()  # kill -9: its workers live on
@@ -185,10 +199,6 @@ def test_restarted_agent_adopts_live_workers(local: Local) -> None:
         for _ in range(3):  # a few passes change nothing
             agent.reconcile_once()
         assert ready_pids(local, pool.id) == pids
-    finally:
-        if standalone.poll() is None:
-            standalone.kill()
-            standalone.wait()
 
 
 def test_a_second_agent_on_the_same_state_is_refused(local: Local) -> None:
@@ -200,16 +210,10 @@ def test_a_second_agent_on_the_same_state_is_refused(local: Local) -> None:
 def test_sigterm_stops_the_standalone_agent_and_all_its_workers(local: Local) -> None:
     pool = make_pool(local.site, replicas=2)
     local.runtime.apply(create(pool))
-    standalone = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
-                                   "--state", str(local.site.state), "--poll-interval", "0.1"])
-    try:
+    with standalone_agent(local) as standalone:
         wait_for(lambda: local.runtime.observe().ready(pool.id) == 2, message="ready")
         standalone.send_signal(signal.SIGTERM)
         assert standalone.wait(timeout=15) == 0
-    finally:
-        if standalone.poll() is None:
-            standalone.kill()
-            standalone.wait()
     assert workers_of(local.site.state) == []
     assert not local.runtime.report()["agent"]["running"]
 
@@ -220,18 +224,12 @@ def test_an_agent_killed_with_sigkill_is_reported_gone_at_once(local: Local) -> 
     pool = make_pool(local.site, replicas=1)
     local.runtime.apply(create(pool))
     local.runtime.apply(delete(pool))  # a store, no workers: nothing outlives the agent
-    standalone = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
-                                   "--state", str(local.site.state), "--poll-interval", "0.1"])
-    try:
+    with standalone_agent(local) as standalone:
         wait_for(lambda: local.runtime.report()["agent"]["running"], message="agent running")
         standalone.send_signal(signal.SIGKILL)
         standalone.wait()
         agent = local.runtime.report()["agent"]
         assert agent["heartbeat"] is not None and not agent["running"]
-    finally:
-        if standalone.poll() is None:
-            standalone.kill()
-            standalone.wait()
     local.runtime.apply(create(pool))
     with pytest.raises(NotReady, match="no local agent is running"):
         local.runtime.wait_ready(pool.id, 1, timeout=30)
