@@ -200,17 +200,23 @@ def test_applied_plan_then_no_changes_then_moves_and_mass_delete(tmp_path, repo)
     assert allowed.returncode == 0 and "Warning:" in allowed.stdout
 
 
-def test_saved_plan_goes_stale_when_the_live_state_moves(tmp_path, repo):
+def stale_plan(tmp_path, repo):
+    """(state, plan file) where the plan file is stale: it was saved for replicas 3
+    after replicas 2 were applied, then a plan for replicas 4 was applied over it."""
     state = tmp_path / "state"
-    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first, stale, newer = (tmp_path / f"{name}.json" for name in ("first", "stale", "newer"))
     assert run(tmp_path, str(repo), "--state", str(state), "--out", str(first)).returncode == 0
     apply_in_process(state, first)
     write_repo(repo, replicas=3)
-    assert run(tmp_path, str(repo), "--state", str(state), "--out", str(second)).returncode == 0
+    assert run(tmp_path, str(repo), "--state", str(state), "--out", str(stale)).returncode == 0
     write_repo(repo, replicas=4)
-    third = tmp_path / "third.json"
-    assert run(tmp_path, str(repo), "--state", str(state), "--out", str(third)).returncode == 0
-    apply_in_process(state, third)  # someone applied replicas 4 in between
+    assert run(tmp_path, str(repo), "--state", str(state), "--out", str(newer)).returncode == 0
+    apply_in_process(state, newer)  # someone applied replicas 4 in between
+    return state, stale
+
+
+def test_saved_plan_goes_stale_when_the_live_state_moves(tmp_path, repo):
+    state, second = stale_plan(tmp_path, repo)
 
     from reconciler.runtimes.local.runtime import LocalRuntime
 
@@ -237,16 +243,7 @@ def test_apply_refuses_a_stale_plan_file(tmp_path, repo):
 
     if importlib.util.find_spec("reconciler.cli.apply") is None:
         pytest.skip("the apply command has not landed yet")
-    state = tmp_path / "state"
-    first, stale = tmp_path / "first.json", tmp_path / "stale.json"
-    assert run(tmp_path, str(repo), "--state", str(state), "--out", str(first)).returncode == 0
-    apply_in_process(state, first)
-    write_repo(repo, replicas=3)
-    assert run(tmp_path, str(repo), "--state", str(state), "--out", str(stale)).returncode == 0
-    write_repo(repo, replicas=4)
-    newer = tmp_path / "newer.json"
-    assert run(tmp_path, str(repo), "--state", str(state), "--out", str(newer)).returncode == 0
-    apply_in_process(state, newer)
+    state, stale = stale_plan(tmp_path, repo)
     env = dict(os.environ, NO_COLOR="1", RECONCILER_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run(
         [sys.executable, "-m", "reconciler", "apply", "--plan", str(stale), "--state", str(state),

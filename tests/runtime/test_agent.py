@@ -30,11 +30,16 @@ def ready_pids(local: Local, pool_id: str) -> list[str]:
     return sorted(r.id for r in status.replicas if r.state == "ready") if status else []
 
 
-def test_pool_becomes_ready_and_serves(local: Local) -> None:
-    pool = make_pool(local.site, replicas=2)
+
+def warm(local: Local, pool: WarmPool) -> None:
+    """Store the pool, start the agent, and wait until every replica is ready."""
     local.runtime.apply(create(pool))
     local.agent()
-    local.runtime.wait_ready(pool.id, 2, timeout=15)
+    local.runtime.wait_ready(pool.id, pool.replicas, timeout=15)
+
+def test_pool_becomes_ready_and_serves(local: Local) -> None:
+    pool = make_pool(local.site, replicas=2)
+    warm(local, pool)
     live = local.runtime.observe()
     assert live.ready(pool.id) == 2
     assert all(r.model_digest == pool.model_digest for r in live.status[pool.id].replicas)
@@ -44,9 +49,7 @@ def test_pool_becomes_ready_and_serves(local: Local) -> None:
 
 def test_killed_worker_is_replaced(local: Local) -> None:
     pool = make_pool(local.site, replicas=1)
-    local.runtime.apply(create(pool))
-    local.agent()
-    local.runtime.wait_ready(pool.id, 1, timeout=15)
+    warm(local, pool)
     [victim] = ready_pids(local, pool.id)
     os.kill(int(victim), signal.SIGKILL)
     wait_for(lambda: ready_pids(local, pool.id) not in ([], [victim]), message="replacement")
@@ -71,9 +74,7 @@ def reload_sampled(local: Local, pool: WarmPool, every: float = 0.05
                    ) -> tuple[list[int], set[str]]:
     """Warm the pool, reload it with a new model file and digest while sampling the
     ready count; (the samples, the pids that served before the reload)."""
-    local.runtime.apply(create(pool))
-    local.agent()
-    local.runtime.wait_ready(pool.id, pool.replicas, timeout=15)
+    warm(local, pool)
     old_pids = set(ready_pids(local, pool.id))
     new_digest = local.site.write_model("m2.json", factor=10)
     reloaded = replace(pool, model_path="data://acme/models/m2.json", model_digest=new_digest)
@@ -117,9 +118,7 @@ def test_model_reload_at_a_quota_of_replicas_plus_one_keeps_every_replica_warm(
 
 def test_wrong_digest_fails_warmup_and_old_replicas_keep_serving(local: Local) -> None:
     pool = make_pool(local.site, replicas=1)
-    local.runtime.apply(create(pool))
-    local.agent()
-    local.runtime.wait_ready(pool.id, 1, timeout=15)
+    warm(local, pool)
     [old_pid] = ready_pids(local, pool.id)
     local.site.write_model("m2.json", factor=10)
     bad = replace(pool, model_path="data://acme/models/m2.json", model_digest="sha256:" + "0" * 64)
@@ -137,9 +136,7 @@ def test_wrong_digest_fails_warmup_and_old_replicas_keep_serving(local: Local) -
 
 def test_deleted_pool_stops_its_workers(local: Local) -> None:
     pool = make_pool(local.site, replicas=2)
-    local.runtime.apply(create(pool))
-    local.agent()
-    local.runtime.wait_ready(pool.id, 2, timeout=15)
+    warm(local, pool)
     local.runtime.apply(delete(pool))
     wait_for(lambda: not workers_of(local.site.state), message="workers stopped")
 
