@@ -27,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("reconciler.cli.diff", "Plan the change between two commits of the config repo."),
     "daemon": ("reconciler.cli.daemon", "Watch a repository and reconcile continuously."),
     "invoke": ("reconciler.cli.invoke", "Call an algorithm as an account (local runtime)."),
+    "wait": ("reconciler.cli.wait", "Wait until every warm pool is ready (for scripts and CI)."),
+    "agent": ("reconciler.cli.agent", "Run the local runtime's node agent on its own."),
+    "worker": ("reconciler.cli.worker", "Run one warm replica: the engine container's command."),
+    "init": ("reconciler.cli.init", "Scaffold a new config repository."),
+    "schema": ("reconciler.cli.schema", "Write the JSON Schemas for editors and other tools."),
 }
 
 
