@@ -33,17 +33,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# Roomy nodes for the generated repo (~15,000 replicas of 500m CPU / 256Mi).
-NODES = """\
-  local:
-    nodes:
-{nodes}
-"""
-CPU_NODE = '      - {{name: cpu-{i:02d}, processor: cpu, cpu: "256", memory: 1Ti, pods: 1000}}'
-GPU_NODE = ('      - {{name: gpu-{i:02d}, processor: gpu, cpu: "256", memory: 1Ti, gpu: 1000, '
-            'pods: 1000}}')
-
-
 def best(repeat: int, func: Callable[[], Any]) -> tuple[float, Any]:
     """Best wall time of `repeat` runs, and the last result."""
     times, result = [], None
@@ -55,14 +44,10 @@ def best(repeat: int, func: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def generate(reservations: int, out: Path) -> None:
+    """The synthetic repo; its Settings declare local nodes that fit it."""
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate.py"),
                     "--reservations", str(reservations), "--out", str(out)],
                    check=True, capture_output=True)
-    settings = out / "settings.yaml"
-    nodes = [CPU_NODE.format(i=i) for i in range(max(2, reservations // 250))]
-    nodes += [GPU_NODE.format(i=i) for i in range(max(1, reservations // 1000))]
-    settings.write_text(settings.read_text().rstrip("\n") + "\n"
-                        + NODES.format(nodes="\n".join(nodes)))
 
 
 def bare_parse(repo: Path) -> int:
