@@ -24,8 +24,9 @@ def compile_config(config: Config) -> DesiredState:
     # the loader has counted already (its capacity rules need the counts); a Config
     # made another way is counted here
     counts = config.pool_counts if config.pool_counts is not None else aggregate_pools(config)
-    pools = sorted((_warm_pool(count, gpu_scheduling) for count in counts.values()),
-                   key=lambda pool: pool.id)
+    shared: dict[tuple[str, str], dict[str, Any]] = {}
+    pools = sorted((_warm_pool(count, gpu_scheduling, shared) for count in counts.values()),
+                   key=_by_id)
     callers = sorted({pool.caller for pool in pools})
     tenants = tuple(Tenant(caller, str(config.accounts[caller].type)) for caller in callers)
     quotas = compile_quotas(config.limits.values())
@@ -49,30 +50,50 @@ def _toleration(toleration: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in toleration.items() if value not in (None, "")}
 
 
-def _warm_pool(count: PoolCount, gpu_scheduling: str) -> WarmPool:
+def _by_id(pool: WarmPool) -> str:
+    return pool.id
+
+
+def _warm_pool(count: PoolCount, gpu_scheduling: str,
+               shared: dict[tuple[str, str], dict[str, Any]] | None = None) -> WarmPool:
+    """The pool of one count. `shared`: the fields that depend only on the algorithm
+    version, made once per version (a big repo has ~20 pools per version)."""
     algorithm, version = count.algorithm, count.version
-    gpu = str(algorithm.processor) == "gpu" or algorithm.resources.gpu > 0
+    key = (algorithm.ref, version.commit)
+    fields = shared.get(key) if shared is not None else None
+    if fields is None:
+        fields = _version_fields(count, gpu_scheduling)
+        if shared is not None:
+            shared[key] = fields
     return WarmPool(
         id=pool_id(count.caller, algorithm.owner, algorithm.name, version.commit),
         caller=count.caller,
-        owner=algorithm.owner,
-        name=algorithm.name,
-        commit=version.commit,
-        version=version.version,
         replicas=count.replicas,
-        processor=str(algorithm.processor),
-        cpu=algorithm.resources.cpu,
-        memory=algorithm.resources.memory,
-        gpu=algorithm.resources.gpu,
-        image=algorithm.image,
-        entrypoint=algorithm.entrypoint,
-        model_path=version.model.path,
-        model_digest=version.model.digest,
-        visibility=str(version.visibility),
         sources=count.sources,
         reason="; ".join(count.reasons),
-        scheduling=gpu_scheduling if gpu else "",
+        **fields,
     )
+
+
+def _version_fields(count: PoolCount, gpu_scheduling: str) -> dict[str, Any]:
+    algorithm, version = count.algorithm, count.version
+    gpu = str(algorithm.processor) == "gpu" or algorithm.resources.gpu > 0
+    return {
+        "owner": algorithm.owner,
+        "name": algorithm.name,
+        "commit": version.commit,
+        "version": version.version,
+        "processor": str(algorithm.processor),
+        "cpu": algorithm.resources.cpu,
+        "memory": algorithm.resources.memory,
+        "gpu": algorithm.resources.gpu,
+        "image": algorithm.image,
+        "entrypoint": algorithm.entrypoint,
+        "model_path": version.model.path,
+        "model_digest": version.model.digest,
+        "visibility": str(version.visibility),
+        "scheduling": gpu_scheduling if gpu else "",
+    }
 
 
 def compile_quotas(limits: Iterable[CapacityLimit]) -> tuple[Quota, ...]:

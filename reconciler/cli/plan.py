@@ -17,6 +17,7 @@ import click
 
 from reconciler.cli import options
 from reconciler.errors import ReconcilerError
+from reconciler.gcpause import while_running
 from reconciler.plan.plans import Plan
 
 FORMATS = ("text", "markdown", "json")
@@ -81,6 +82,7 @@ def exit_code(plan: Plan, detailed: bool) -> int:
               help="When a move or rolling reload has no room for its surge, replace in "
                    "place keeping replicas-1 warm instead of refusing.")
 @options.no_cache_option
+@while_running
 def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: Path | None,
             kube_context: str | None, fmt: str, out: Path | None, detailed_exitcode: bool,
             allow_mass_delete: bool, allow_reduced_capacity: bool, no_cache: bool) -> None:

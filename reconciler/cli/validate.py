@@ -18,6 +18,7 @@ from reconciler.cli.options import cache_dir_for, config_dir_argument
 from reconciler.config import check_config
 from reconciler.config.model import Config
 from reconciler.errors import Diagnostic, Severity
+from reconciler.gcpause import while_running
 
 
 @click.command("validate")
@@ -26,6 +27,7 @@ from reconciler.errors import Diagnostic, Severity
               show_default=True, help="text for people, json for tools, github for Actions.")
 @click.option("--no-cache", is_flag=True,
               help="Parse and validate every file again (ignore the content-hash cache).")
+@while_running
 def command(config_dir: Path, fmt: str, no_cache: bool) -> None:
     """Check CONFIG_DIR (default: .) against the schemas and the cross-document rules.
 

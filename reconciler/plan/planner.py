@@ -26,7 +26,7 @@ __all__ = ["check_fresh", "fingerprint", "make_plan", "plan_actions"]
 
 def plan_actions(desired: DesiredState, live: LiveState) -> tuple[Action, ...]:
     """The ordered actions that turn `live` into `desired`, before any checks."""
-    actions = diff.actions_for(diff.pair(desired, live))
+    actions = diff.actions_for(diff.pair(desired, live, changed_only=True))
     return order.order(order.mark_moves(actions, desired.pools))
 
 

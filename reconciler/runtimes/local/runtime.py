@@ -194,8 +194,13 @@ class LocalRuntime:
         self.store.close()
 
 
+_NO_REPLICAS = PoolStatus()
+
+
 def pool_status(pool_row: sqlite3.Row, replicas: list[sqlite3.Row]) -> PoolStatus:
     """Ready = replicas in state ready running the pool's current spec (so its digest)."""
+    if not replicas and pool_row["error"] is None:
+        return _NO_REPLICAS  # immutable: one value serves every pool without replicas
     current = pool_row["spec_hash"]
     ready = sum(1 for r in replicas if db.current_ready(r["state"], r["spec_hash"], current))
     items = tuple(ReplicaStatus(id=str(r["pid"]) if r["pid"] else f"replica-{r['id']}",
