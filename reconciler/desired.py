@@ -25,7 +25,7 @@ def compile_config(config: Config) -> DesiredState:
     # made another way is counted here
     counts = config.pool_counts if config.pool_counts is not None else aggregate_pools(config)
     shared: dict[tuple[str, str], dict[str, Any]] = {}
-    pools = sorted((_warm_pool(count, gpu_scheduling, shared) for count in counts.values()),
+    pools = sorted((warm_pool(count, gpu_scheduling, shared) for count in counts.values()),
                    key=_by_id)
     callers = sorted({pool.caller for pool in pools})
     tenants = tuple(Tenant(caller, str(config.accounts[caller].type)) for caller in callers)
@@ -54,10 +54,11 @@ def _by_id(pool: WarmPool) -> str:
     return pool.id
 
 
-def _warm_pool(count: PoolCount, gpu_scheduling: str,
+def warm_pool(count: PoolCount, gpu_scheduling: str,
                shared: dict[tuple[str, str], dict[str, Any]] | None = None) -> WarmPool:
-    """The pool of one count. `shared`: the fields that depend only on the algorithm
-    version, made once per version (a big repo has ~20 pools per version)."""
+    """The pool of one count (`gpu_scheduling`: scheduling_json of the settings).
+    `shared`: the fields that depend only on the algorithm version, made once per
+    version (a big repo has ~20 pools per version)."""
     algorithm, version = count.algorithm, count.version
     key = (algorithm.ref, version.commit)
     fields = shared.get(key) if shared is not None else None

@@ -72,14 +72,23 @@ def check_config(
     root = Path(root)
     if not root.is_dir():
         return None, [Diagnostic(f"config directory {root} does not exist or is not a directory")]
+    files = read_files(root, cache_dir)
+    return check_files(root, files.values(), commit)
+
+
+def read_files(root: Path, cache_dir: Path | None) -> dict[str, FileDocs]:
+    """`read_file` of every YAML file under root, by name relative to root, in walk order;
+    the cache's warnings (an entry set aside) under the name "" at the end."""
     cache = FileCache(cache_dir) if cache_dir is not None else None
     real_root = os.path.realpath(root)
-    files = [read_file(path, path.relative_to(root).as_posix(), real_root, cache)
-             for path in yaml_files(root)]
+    files = {}
+    for path in yaml_files(root):
+        rel = path.relative_to(root).as_posix()
+        files[rel] = read_file(path, rel, real_root, cache)
     if cache is not None and cache.problems:
-        files.append(FileDocs(diags=[Diagnostic(problem, severity=Severity.WARNING)
-                                     for problem in cache.problems]))
-    return check_files(root, files, commit)
+        files[""] = FileDocs(diags=[Diagnostic(problem, severity=Severity.WARNING)
+                                    for problem in cache.problems])
+    return files
 
 
 def check_files(root: Path, files: Iterable[FileDocs], commit: str | None,

@@ -13,7 +13,7 @@ unequal ones go through deepdiff, so a no-op plan over 10,000 pools costs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
@@ -46,18 +46,25 @@ class Pair:
     live: Resource | None
 
 
-def pair(desired: DesiredState, live: LiveState, *, changed_only: bool = False) -> list[Pair]:
+def pair(desired: DesiredState, live: LiveState, *, changed_only: bool = False,
+         pool_ids: Collection[str] | None = None) -> list[Pair]:
     """Align desired and live by (kind, id); every object appears in exactly one pair.
 
     `changed_only`: leave out the pairs whose two sides are equal (they make no
     action), without making a Pair for each: a no-op plan of 100,000 pools then
-    costs two dicts and one C-level comparison per pool."""
+    costs two dicts and one C-level comparison per pool.
+    `pool_ids`: the caller knows every other pool is equal on both sides (the
+    daemon, which remembers what it applied): pair only these pools."""
     pairs: list[Pair] = []
-    for kind, wanted, seen in (
+    sides: tuple[tuple[ResourceKind, Sequence[Resource], Sequence[Resource]], ...] = (
         (ResourceKind.TENANT, desired.tenants, live.tenants),
         (ResourceKind.QUOTA, desired.quotas, live.quotas),
         (ResourceKind.WARM_POOL, desired.pools, live.pools),
-    ):
+    )
+    for kind, wanted, seen in sides:
+        if kind is ResourceKind.WARM_POOL and pool_ids is not None:
+            wanted = _only(wanted, pool_ids)
+            seen = _only(seen, pool_ids)
         by_id_live: dict[str, Resource] = {obj.id: obj for obj in seen}
         by_id_wanted: dict[str, Resource] = {obj.id: obj for obj in wanted}
         if changed_only:
@@ -67,6 +74,12 @@ def pair(desired: DesiredState, live: LiveState, *, changed_only: bool = False) 
         for id_ in ids:
             pairs.append(Pair(kind, id_, by_id_wanted.get(id_), by_id_live.get(id_)))
     return pairs
+
+
+def _only(pools: Sequence[Resource], ids: Collection[str]) -> list[Resource]:
+    """The pools with these ids (one set lookup per pool: ~10 ms for 100,000)."""
+    wanted = ids if isinstance(ids, set | frozenset) else set(ids)
+    return [obj for obj in pools if obj.id in wanted]
 
 
 _FIELDS_OF = {kind: attrgetter(*(f.name for f in fields(cls))) for kind, cls in (

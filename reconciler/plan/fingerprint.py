@@ -36,11 +36,55 @@ def canonical(desired: DesiredState) -> dict[str, Any]:
     }
 
 
-def fingerprint(desired: DesiredState, live_revision: str) -> str:
-    """Stable hash of the desired state and the observed live revision."""
+def fingerprint(desired: DesiredState, live_revision: str,
+                rows: RowCache | None = None) -> str:
+    """Stable hash of the desired state and the observed live revision.
+
+    `rows`: a cache of each pool's JSON row kept between calls (the daemon's), so
+    that a desired state that shares most of its pools with the last one costs one
+    hash over cached text, not a JSON encoding of every pool. Same value either way."""
+    if rows is not None:
+        return rows.fingerprint(desired, live_revision)
     body = json.dumps([canonical(desired), live_revision], sort_keys=True,
                       separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+_ROW = attrgetter(*_POOL_FIELDS)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class RowCache:
+    """Each pool's row of `canonical` as JSON text, by pool id, reused while the pool
+    is the very same object. The hash streams exactly the text `fingerprint` encodes:
+    [{"pools":[ROW,...],"quotas":[...],"tenants":[...]},"REVISION"]."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[WarmPool, bytes]] = {}
+
+    def fingerprint(self, desired: DesiredState, live_revision: str) -> str:
+        body = canonical(DesiredState(desired.tenants, desired.quotas, ()))
+        digest = hashlib.sha256(b'[{"pools":[')
+        fresh: dict[str, tuple[WarmPool, bytes]] = {}
+        cached = self._rows
+        first = True
+        for pool in sorted(desired.pools, key=attrgetter("id")):
+            known = cached.get(pool.id)
+            if known is None or known[0] is not pool:
+                known = (pool, _dumps(_ROW(pool)).encode())
+            fresh[pool.id] = known
+            if not first:
+                digest.update(b",")
+            digest.update(known[1])
+            first = False
+        self._rows = fresh  # only the pools of the latest desired state are kept
+        digest.update(b'],"quotas":' + _dumps(body["quotas"]).encode()
+                      + b',"tenants":' + _dumps(body["tenants"]).encode() + b"},"
+                      + _dumps(live_revision).encode() + b"]")
+        return "sha256:" + digest.hexdigest()
 
 
 def check_fresh(plan: Plan, live: LiveState) -> None:

@@ -11,12 +11,12 @@ The steps, each in its own module:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from reconciler.config.model import Safety
 from reconciler.plan import diff, order
 from reconciler.plan.capacity import check_capacity, quota_errors
-from reconciler.plan.fingerprint import check_fresh, fingerprint
+from reconciler.plan.fingerprint import RowCache, check_fresh, fingerprint
 from reconciler.plan.plans import Action, Plan
 from reconciler.plan.safety import check_safety
 from reconciler.states import DesiredState, LiveState, Node, ResourceKind
@@ -24,9 +24,11 @@ from reconciler.states import DesiredState, LiveState, Node, ResourceKind
 __all__ = ["check_fresh", "fingerprint", "make_plan", "plan_actions"]
 
 
-def plan_actions(desired: DesiredState, live: LiveState) -> tuple[Action, ...]:
-    """The ordered actions that turn `live` into `desired`, before any checks."""
-    actions = diff.actions_for(diff.pair(desired, live, changed_only=True))
+def plan_actions(desired: DesiredState, live: LiveState,
+                 candidates: Collection[str] | None = None) -> tuple[Action, ...]:
+    """The ordered actions that turn `live` into `desired`, before any checks.
+    `candidates`: see make_plan."""
+    actions = diff.actions_for(diff.pair(desired, live, changed_only=True, pool_ids=candidates))
     return order.order(order.mark_moves(actions, desired.pools))
 
 
@@ -41,12 +43,19 @@ def make_plan(
     source_commit: str | None = None,
     allow_mass_delete: bool = False,
     allow_reduced_capacity: bool = False,
+    candidates: Collection[str] | None = None,
+    rows: RowCache | None = None,
 ) -> Plan:
     """Diff, order, check quotas and their surge, place on nodes (skipped when
     `nodes` is None, as in `diff` between two commits), apply safety limits.
     Never raises for a refused plan: errors go into Plan.errors (Plan.applyable
-    is then False)."""
-    actions = plan_actions(desired, live)
+    is then False).
+
+    For the daemon, which remembers what it applied: `candidates` are the only
+    pool ids whose desired and live objects may differ (the caller knows the
+    others are equal), so only they are compared; `rows` caches the
+    fingerprint's pool rows between plans. Neither changes the result."""
+    actions = plan_actions(desired, live, candidates)
     errors = quota_errors(desired)
     report = check_capacity(desired, actions, nodes,
                             allow_reduced_capacity=allow_reduced_capacity)
@@ -60,7 +69,7 @@ def make_plan(
     warnings += safety_warnings
     return Plan(
         runtime=runtime,
-        fingerprint=fingerprint(desired, live.revision),
+        fingerprint=fingerprint(desired, live.revision, rows),
         actions=actions,
         errors=tuple(errors),
         warnings=tuple(warnings),

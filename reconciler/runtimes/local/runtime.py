@@ -74,6 +74,14 @@ class LocalRuntime:
         return LiveState(tenants=tenants, quotas=quotas, pools=tuple(p for p, _ in pools),
                          status=MappingProxyType(status), revision=revision)
 
+    def revision(self) -> str:
+        """The store's revision alone (what observe() would report): one indexed read,
+        so a caller that remembers the state of a revision can skip observing again."""
+        if not db.Store.exists(self.state_dir):
+            return LiveState().revision
+        with self.store.read() as conn:
+            return str(db.generation(conn))
+
     def nodes(self) -> list[Node]:
         if self._nodes is None:
             self._nodes = local_nodes(self.settings)
