@@ -20,6 +20,7 @@ from reconciler.config.loader import load_config
 from reconciler.config.model import Config, KubernetesSettings
 from reconciler.desired import compile_config
 from reconciler.errors import ReconcilerError
+from reconciler.plan.capacity import Totals
 from reconciler.plan.fingerprint import RowCache
 from reconciler.plan.planner import make_plan
 from reconciler.plan.plans import FORMAT_VERSION, Plan
@@ -48,6 +49,7 @@ def plan_config(
     live: LiveState | None = None,
     candidates: Collection[str] | None = None,
     rows: RowCache | None = None,
+    sums: Totals | None = None,
 ) -> Planned:
     """load_config -> compile_config -> runtime.observe()/nodes() -> make_plan.
     Raises ConfigError for an invalid config; a refused plan comes back with errors.
@@ -55,7 +57,7 @@ def plan_config(
     `config`: an already loaded config of `config_dir` (the CLI loads it
     first to open the runtime with its Settings); then nothing is loaded again.
     `desired`, `live`: already compiled / observed (the daemon keeps them between
-    passes); `candidates`, `rows`: see make_plan.
+    passes); `candidates`, `rows`, `sums`: see make_plan.
     """
     if config is None:
         config = load_config(config_dir, cache_dir=cache_dir, commit=commit)
@@ -73,6 +75,7 @@ def plan_config(
         allow_reduced_capacity=allow_reduced_capacity,
         candidates=candidates,
         rows=rows,
+        sums=sums,
     )
     if runtime.name == "kubernetes":
         # `apply --plan FILE` must write to the same namespaces even when the config dir

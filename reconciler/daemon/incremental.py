@@ -44,6 +44,7 @@ from reconciler.config.model import CapacityLimit, Config, PoolCount, PoolKey, R
 from reconciler.config.resolve import aggregate_pools, limit_target
 from reconciler.desired import compile_config, scheduling_json, warm_pool
 from reconciler.errors import ConfigError, Diagnostic, Severity
+from reconciler.plan.capacity import Totals, totals
 from reconciler.plan.fingerprint import RowCache
 from reconciler.states import DesiredState, LiveState, Tenant
 
@@ -62,6 +63,7 @@ class Loaded:
     desired: DesiredState
     candidates: set[str] | None
     how: str
+    sums: Totals | None = None  # capacity.totals(desired.pools), when kept
 
 
 @dataclass
@@ -73,6 +75,7 @@ class _Memory:
     config: Config
     diags: list[Diagnostic]
     desired: DesiredState
+    sums: Totals
     res_key: dict[str, PoolKey] = field(default_factory=dict)  # pooled reservation -> pool
     res_file: dict[str, str] = field(default_factory=dict)  # reservation -> file
     key_names: dict[PoolKey, set[str]] = field(default_factory=dict)
@@ -116,7 +119,8 @@ class Incremental:
             config = dataclasses.replace(memory.config, commit=commit)
             object.__setattr__(config, "pool_counts", memory.config.pool_counts)
             memory.config, memory.commit, memory.tree = config, commit or "", tree
-            return Loaded(config, memory.diags, memory.desired, set(), "unchanged")
+            return Loaded(config, memory.diags, memory.desired, set(), "unchanged",
+                          memory.sums)
         rels = _yaml_changes(changed, prefix, tree)
         if rels is None:  # code, data or anything unclassified changed: read everything
             files = loader.read_files(config_dir, self.cache_dir)
@@ -146,12 +150,13 @@ class Incremental:
         if config is None:
             raise ConfigError([d for d in diags if d.severity is Severity.ERROR])
         desired = compile_config(config)
+        sums = totals(desired.pools)
         if listing is not None and "" not in files:  # no cache warnings to carry along
             memory = _Memory(commit or "", listing[0], listing[1], files, config, diags,
-                             desired)
+                             desired, sums)
             _index(memory)
             self._memory = memory
-        return Loaded(config, diags, desired, None, how)
+        return Loaded(config, diags, desired, None, how, sums)
 
     # --- live state -----------------------------------------------------------------------
 
@@ -304,7 +309,7 @@ def _reservations_only(memory: _Memory, rels: list[str], fresh: dict[str, loader
     _reindex(memory, old, new, new_keys, affected, recount, fresh, rels)
     memory.files = {**{rel: d for rel, d in memory.files.items() if rel not in rels}, **fresh}
     memory.config, memory.desired = base, desired
-    return Loaded(base, memory.diags, desired, candidates, "reservations")
+    return Loaded(base, memory.diags, desired, candidates, "reservations", memory.sums)
 
 
 def _limits_hold(memory: _Memory, config: Config, counts: dict[PoolKey, PoolCount],
@@ -333,11 +338,13 @@ def _recompile(memory: _Memory, config: Config, affected: set[PoolKey],
     pools = list(memory.desired.pools)
     ids = list(memory.pool_ids)
     candidates: set[str] = set()
+    removed, added = [], []
     for key in affected:
         if key in old_counts:
             gone = _pool_id(old_counts[key])
             at = bisect_left(ids, gone)
             if at < len(ids) and ids[at] == gone:
+                removed.append(pools[at])
                 del ids[at], pools[at]
             candidates.add(gone)
     for key in affected:
@@ -346,8 +353,10 @@ def _recompile(memory: _Memory, config: Config, affected: set[PoolKey],
             at = bisect_left(ids, pool.id)
             ids.insert(at, pool.id)
             pools.insert(at, pool)
+            added.append(pool)
             candidates.add(pool.id)
     memory.pool_ids = ids
+    memory.sums = memory.sums.moved(removed, added)
     callers = {pool.caller for pool in pools} if _tenants_move(memory, affected, recount) \
         else None
     tenants = memory.desired.tenants if callers is None else tuple(

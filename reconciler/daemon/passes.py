@@ -13,6 +13,7 @@ one long-lived runtime for the probe's reads between passes (closed by close()).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -91,6 +92,7 @@ class PipelinePass:
         self._probe_lock = threading.Lock()
         self._incremental: Incremental | None = None  # made at the first pass
         self._full = True
+        self._settle = False  # collect and freeze after this pass (see __call__)
 
     def full_next(self) -> None:
         """Make the next pass a full one (the loop calls this on every resync): every file
@@ -99,7 +101,16 @@ class PipelinePass:
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
         with paused():  # see reconciler.gcpause
-            return self._pass(snapshot)
+            outcome = self._pass(snapshot)
+        if self._settle:
+            # A full pass made ~10 objects per reservation that the daemon keeps: collect
+            # once now and freeze the survivors, or the collector's next full sweep walks
+            # them all in the middle of a later pass (seconds at 100,000 reservations).
+            self._settle = False
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        return outcome
 
     def _pass(self, snapshot: Snapshot) -> Outcome:
         config_dir = snapshot.config_dir
@@ -110,6 +121,7 @@ class PipelinePass:
             self._incremental = Incremental(self._cache_dir())
         full, self._full = self._full, False
         loaded = self._incremental.load(config_dir, snapshot.commit, full=full)
+        self._settle = loaded.how in ("full", "files")
         log.info("config loaded (%s)", loaded.how, extra={"load": loaded.how})
         closed = self.gate() if self.gate is not None else None
         if closed:
@@ -137,7 +149,8 @@ class PipelinePass:
         planned = plan_config(config_dir, runtime, commit=snapshot.commit, config=loaded.config,
                               desired=loaded.desired, live=live,
                               candidates=loaded.candidates if live is not None else None,
-                              rows=memory.rows, allow_mass_delete=s.allow_mass_delete,
+                              rows=memory.rows, sums=loaded.sums,
+                              allow_mass_delete=s.allow_mass_delete,
                               allow_reduced_capacity=s.allow_reduced_capacity)
         plan = planned.plan
         summary = dict(plan.summary)

@@ -13,6 +13,7 @@ unequal ones go through deepdiff, so a no-op plan over 10,000 pools costs
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
@@ -77,9 +78,17 @@ def pair(desired: DesiredState, live: LiveState, *, changed_only: bool = False,
 
 
 def _only(pools: Sequence[Resource], ids: Collection[str]) -> list[Resource]:
-    """The pools with these ids (one set lookup per pool: ~10 ms for 100,000)."""
-    wanted = ids if isinstance(ids, set | frozenset) else set(ids)
-    return [obj for obj in pools if obj.id in wanted]
+    """The pools with these ids, found by bisection: `pools` is sorted by id (make_plan's
+    precondition for `candidates`), so this costs O(len(ids) log len(pools))."""
+    out = []
+    for id_ in sorted(ids):
+        at = bisect_left(pools, id_, key=_ID)
+        if at < len(pools) and pools[at].id == id_:
+            out.append(pools[at])
+    return out
+
+
+_ID = attrgetter("id")
 
 
 _FIELDS_OF = {kind: attrgetter(*(f.name for f in fields(cls))) for kind, cls in (

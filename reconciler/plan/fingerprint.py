@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import fields
-from operator import attrgetter, itemgetter
+from itertools import islice
+from operator import attrgetter, itemgetter, le
 from typing import Any
 
 from reconciler.errors import StalePlan
@@ -51,6 +52,7 @@ def fingerprint(desired: DesiredState, live_revision: str,
 
 
 _ROW = attrgetter(*_POOL_FIELDS)
+_ID = attrgetter("id")
 
 
 def _dumps(value: Any) -> str:
@@ -67,20 +69,21 @@ class RowCache:
 
     def fingerprint(self, desired: DesiredState, live_revision: str) -> str:
         body = canonical(DesiredState(desired.tenants, desired.quotas, ()))
-        digest = hashlib.sha256(b'[{"pools":[')
-        fresh: dict[str, tuple[WarmPool, bytes]] = {}
+        pools = desired.pools
+        ids = list(map(_ID, pools))
+        if not all(map(le, ids, islice(ids, 1, None))):  # compiled states come sorted
+            pools = tuple(sorted(pools, key=_ID))
         cached = self._rows
-        first = True
-        for pool in sorted(desired.pools, key=attrgetter("id")):
+        rows: list[bytes] = []
+        for pool in pools:
             known = cached.get(pool.id)
             if known is None or known[0] is not pool:
-                known = (pool, _dumps(_ROW(pool)).encode())
-            fresh[pool.id] = known
-            if not first:
-                digest.update(b",")
-            digest.update(known[1])
-            first = False
-        self._rows = fresh  # only the pools of the latest desired state are kept
+                known = cached[pool.id] = (pool, _dumps(_ROW(pool)).encode())
+            rows.append(known[1])
+        if len(cached) > len(pools):  # pools gone since: keep only the current ones
+            self._rows = {pool.id: cached[pool.id] for pool in pools}
+        digest = hashlib.sha256(b'[{"pools":[')
+        digest.update(b",".join(rows))
         digest.update(b'],"quotas":' + _dumps(body["quotas"]).encode()
                       + b',"tenants":' + _dumps(body["tenants"]).encode() + b"},"
                       + _dumps(live_revision).encode() + b"]")

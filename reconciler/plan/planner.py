@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 
 from reconciler.config.model import Safety
 from reconciler.plan import diff, order
-from reconciler.plan.capacity import check_capacity, quota_errors
+from reconciler.plan.capacity import Totals, check_capacity, quota_errors, totals
 from reconciler.plan.fingerprint import RowCache, check_fresh, fingerprint
 from reconciler.plan.plans import Action, Plan
 from reconciler.plan.safety import check_safety
@@ -45,6 +45,7 @@ def make_plan(
     allow_reduced_capacity: bool = False,
     candidates: Collection[str] | None = None,
     rows: RowCache | None = None,
+    sums: Totals | None = None,
 ) -> Plan:
     """Diff, order, check quotas and their surge, place on nodes (skipped when
     `nodes` is None, as in `diff` between two commits), apply safety limits.
@@ -53,12 +54,16 @@ def make_plan(
 
     For the daemon, which remembers what it applied: `candidates` are the only
     pool ids whose desired and live objects may differ (the caller knows the
-    others are equal), so only they are compared; `rows` caches the
-    fingerprint's pool rows between plans. Neither changes the result."""
+    others are equal; both sides' pools sorted by id, as compile and observe give
+    them), so only they are compared; `rows` caches the fingerprint's pool rows
+    between plans; `sums` are capacity.totals(desired.pools), kept up to date by the
+    caller. None of them changes the result."""
     actions = plan_actions(desired, live, candidates)
-    errors = quota_errors(desired)
+    if sums is None:
+        sums = totals(desired.pools)
+    errors = quota_errors(desired, sums)
     report = check_capacity(desired, actions, nodes,
-                            allow_reduced_capacity=allow_reduced_capacity)
+                            allow_reduced_capacity=allow_reduced_capacity, sums=sums)
     errors += report.errors
     warnings = list(report.warnings)
     if report.in_place:

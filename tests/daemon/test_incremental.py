@@ -145,7 +145,7 @@ def test_incremental_equals_full(base_repo: Path, tmp_path: Path, steps: list[An
             live = incremental.live(runtime)
             fast = plan_config(repo, runtime, config=loaded.config, desired=loaded.desired,
                                live=live, candidates=loaded.candidates if live else None,
-                               rows=incremental.rows)
+                               rows=incremental.rows, sums=loaded.sums)
             slow = plan_config(repo, runtime, config=config)
             assert fast.plan.to_json() == slow.plan.to_json()
             assert fast.plan.applyable, fast.plan.errors
