@@ -68,6 +68,7 @@ class Loaded:
 
 @dataclass
 class _Memory:
+    root: Path  # the config directory
     commit: str
     prefix: str  # the config directory inside the repository, "" or "sub/"
     tree: Tree
@@ -82,6 +83,9 @@ class _Memory:
     by_caller: dict[str, set[PoolKey]] = field(default_factory=dict)
     by_version: dict[tuple[str, str], set[PoolKey]] = field(default_factory=dict)
     pool_ids: list[str] = field(default_factory=list)  # desired.pools' ids, sorted
+    counts: dict[PoolKey, PoolCount] = field(default_factory=dict)  # config.pool_counts
+    # CapacityLimit names by the account, or the (OWNER/NAME, commit), they limit
+    limits_of: dict[str | tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 class Incremental:
@@ -108,9 +112,10 @@ class Incremental:
             raise
 
     def _load(self, config_dir: Path, commit: str | None, full: bool) -> Loaded:
-        listing = git_tree(config_dir, commit) if commit else None
         memory = self._memory
-        if memory is None or listing is None or full or listing[0] != memory.prefix:
+        known = memory.prefix if memory is not None and memory.root == config_dir else None
+        listing = git_tree(config_dir, commit, known) if commit else None
+        if memory is None or listing is None or full or memory.root != config_dir:
             files = loader.read_files(config_dir, self.cache_dir)
             return self._check_all(config_dir, commit, listing, files, "full")
         prefix, tree = listing
@@ -152,8 +157,8 @@ class Incremental:
         desired = compile_config(config)
         sums = totals(desired.pools)
         if listing is not None and "" not in files:  # no cache warnings to carry along
-            memory = _Memory(commit or "", listing[0], listing[1], files, config, diags,
-                             desired, sums)
+            memory = _Memory(config_dir, commit or "", listing[0], listing[1], files, config,
+                             diags, desired, sums)
             _index(memory)
             self._memory = memory
         return Loaded(config, diags, desired, None, how, sums)
@@ -185,11 +190,14 @@ class Incremental:
 
 
 
-def git_tree(config_dir: Path, commit: str) -> tuple[str, Tree] | None:
+def git_tree(config_dir: Path, commit: str, prefix: str | None = None,
+             ) -> tuple[str, Tree] | None:
     """(the config directory's prefix in the repository, every file of `commit`);
-    None when config_dir is not in a Git worktree or Git cannot list it."""
+    None when config_dir is not in a Git worktree or Git cannot list it. `prefix`:
+    the prefix when already known (one git process less)."""
     try:
-        prefix = _git(config_dir, "rev-parse", "--show-prefix").decode().strip()
+        if prefix is None:
+            prefix = _git(config_dir, "rev-parse", "--show-prefix").decode().strip()
         raw = _git(config_dir, "ls-tree", "-r", "-z", "--full-tree", commit)
     except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
         return None
@@ -237,7 +245,7 @@ def _yaml_changes(changed: set[str], prefix: str, tree: Tree) -> list[str] | Non
 
 
 def _index(memory: _Memory) -> None:
-    counts = memory.config.pool_counts or {}
+    counts = memory.counts = dict(memory.config.pool_counts or {})
     for key, count in counts.items():
         names = {s for s in count.sources if not s.startswith("CapacityLimit/")}
         memory.key_names[key] = names
@@ -250,6 +258,11 @@ def _index(memory: _Memory) -> None:
             if isinstance(item, Reservation):
                 memory.res_file[item.name] = rel
     memory.pool_ids = [pool.id for pool in memory.desired.pools]
+    config = memory.config
+    for name, limit in config.limits.items():
+        scope = limit.account if limit.account is not None else _version_of(limit, config)
+        if scope is not None:
+            memory.limits_of.setdefault(scope, []).append(name)
 
 
 def _plain_reservations(docs: Iterable[loader.FileDocs]) -> list[Reservation] | None:
@@ -285,7 +298,8 @@ def _reservations_only(memory: _Memory, rels: list[str], fresh: dict[str, loader
     reservations.update((r.name, r) for r in new)
     base = dataclasses.replace(config, reservations=reservations, commit=commit)
     # where the new reservations count (all of them must: else a rule reports them)
-    probe = aggregate_pools(dataclasses.replace(base, reservations={r.name: r for r in new}))
+    probe = aggregate_pools(dataclasses.replace(base, reservations={r.name: r for r in new},
+                                                limits={}))
     new_keys = {name: key for key, count in probe.items() for name in count.sources
                 if not name.startswith("CapacityLimit/")}
     if set(new_keys) != set(new_names):
@@ -295,9 +309,11 @@ def _reservations_only(memory: _Memory, rels: list[str], fresh: dict[str, loader
     names = set().union(*(memory.key_names.get(key, set()) for key in affected))
     names -= {r.name for r in old}
     names |= set(new_names)
+    minimums = {name: config.limits[name] for key in affected
+                for name in memory.limits_of.get((key[1], key[2]), [])}
     recount = aggregate_pools(dataclasses.replace(
-        base, reservations={name: reservations[name] for name in names}))
-    counts = dict(config.pool_counts or {})
+        base, reservations={name: reservations[name] for name in names}, limits=minimums))
+    counts = dict(memory.counts)  # a dict copies fast; the config's read-only view does not
     for key in affected:
         counts.pop(key, None)
         if key in recount:
@@ -308,7 +324,7 @@ def _reservations_only(memory: _Memory, rels: list[str], fresh: dict[str, loader
     desired, candidates = _recompile(memory, base, affected, recount)
     _reindex(memory, old, new, new_keys, affected, recount, fresh, rels)
     memory.files = {**{rel: d for rel, d in memory.files.items() if rel not in rels}, **fresh}
-    memory.config, memory.desired = base, desired
+    memory.config, memory.desired, memory.counts = base, desired, counts
     return Loaded(base, memory.diags, desired, candidates, "reservations", memory.sums)
 
 
@@ -321,8 +337,9 @@ def _limits_hold(memory: _Memory, config: Config, counts: dict[PoolKey, PoolCoun
     keys = set().union(*(memory.by_caller.get(c, set()) for c in callers),
                        *(memory.by_version.get(v, set()) for v in versions), affected)
     pools = [counts[key] for key in keys if key in counts]
-    limits = {name: limit for name, limit in config.limits.items()
-              if limit.account in callers or _version_of(limit, config) in versions}
+    scopes: list[str | tuple[str, str]] = [*callers, *versions]
+    names = [name for scope in scopes for name in memory.limits_of.get(scope, [])]
+    limits = {name: config.limits[name] for name in names}
     return not capacity.check(dataclasses.replace(config, limits=limits), pools)
 
 

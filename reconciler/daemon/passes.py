@@ -107,6 +107,8 @@ class PipelinePass:
             # once now and freeze the survivors, or the collector's next full sweep walks
             # them all in the middle of a later pass (seconds at 100,000 reservations).
             self._settle = False
+            import deepdiff  # noqa: F401  (the first changed pool would import it mid-pass)
+
             gc.unfreeze()
             gc.collect()
             gc.freeze()
@@ -146,6 +148,8 @@ class PipelinePass:
         memory = self._incremental
         assert memory is not None
         live = memory.live(runtime)  # None: observe (and compare every pool)
+        log.info("planning against the %s live state", "remembered" if live else "observed",
+                 extra={"live": "remembered" if live else "observed"})
         planned = plan_config(config_dir, runtime, commit=snapshot.commit, config=loaded.config,
                               desired=loaded.desired, live=live,
                               candidates=loaded.candidates if live is not None else None,

@@ -63,6 +63,8 @@ def pair(desired: DesiredState, live: LiveState, *, changed_only: bool = False,
         (ResourceKind.WARM_POOL, desired.pools, live.pools),
     )
     for kind, wanted, seen in sides:
+        if changed_only and wanted is seen:
+            continue  # the very same objects (the daemon's remembered live state)
         if kind is ResourceKind.WARM_POOL and pool_ids is not None:
             wanted = _only(wanted, pool_ids)
             seen = _only(seen, pool_ids)
