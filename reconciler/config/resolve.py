@@ -198,7 +198,8 @@ def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None
     # (algorithm, versionType, VERSION) once. None: it does not resolve. Counts are
     # gathered in lists and made into PoolCounts once, at the end.
     resolved: dict[tuple[str, VersionType], tuple[Algorithm, Version, str] | None] = {}
-    allowed: dict[tuple[str, str, VersionType], bool] = {}  # (caller, algorithm, type)
+    members = {name: frozenset(account.members) for name, account in config.accounts.items()
+               if account.members}
     gathered: dict[PoolKey, tuple[str, Algorithm, Version, list[int], list[str], list[str]]] = {}
     accounts, reservations = config.accounts, config.reservations
     for name in sorted(reservations):
@@ -211,11 +212,10 @@ def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None
         if target is None or reservation.caller not in accounts:
             continue
         algorithm, version, label = target
-        may = (reservation.caller, reservation.algorithm, reservation.version_type)
-        ok = allowed.get(may)
-        if ok is None:
-            ok = allowed[may] = access_error(reservation, algorithm, version, accounts) is None
-        if not ok:
+        caller, owner = reservation.caller, algorithm.owner
+        # may_access (the owner or one of its members) needs no further check
+        if caller != owner and caller not in members.get(owner, ()) and \
+                access_error(reservation, algorithm, version, accounts):
             continue
         key = (reservation.caller, algorithm.ref, version.commit)
         entry = gathered.get(key)

@@ -257,7 +257,15 @@ def load_pools(conn: sqlite3.Connection, *, oldest_first: bool = False
     # one JSON decode for all the specs (not one per row: a decode call costs more than
     # its parsing for a spec this small); each spec is a JSON object written by apply
     specs = json.loads("[" + ",".join(row["spec"] for row in rows) + "]") if rows else []
-    return [(WarmPool.from_json(spec), row) for spec, row in zip(specs, rows, strict=True)]
+    return [(_pool(spec), row) for spec, row in zip(specs, rows, strict=True)]
+
+
+def _pool(spec: Any) -> WarmPool:
+    """WarmPool.from_json on a dict decoded here (so it may be changed in place)."""
+    if not isinstance(spec, dict):
+        raise RuntimeFault("local store: a pool's spec is not a JSON object")
+    spec["sources"] = tuple(spec.get("sources") or ())
+    return WarmPool(**spec)
 
 
 def agent_info(conn: sqlite3.Connection, state_dir: Path) -> dict[str, Any]:
