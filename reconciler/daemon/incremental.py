@@ -30,6 +30,7 @@ pass (hypothesis over random edit sequences on a real Git repository).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 from bisect import bisect_left
@@ -48,6 +49,7 @@ from reconciler.plan.capacity import Totals, totals
 from reconciler.plan.fingerprint import RowCache
 from reconciler.states import DesiredState, LiveState, Tenant
 
+log = logging.getLogger("reconciler.daemon.incremental")
 GIT_TIMEOUT = 60.0
 REGULAR_MODES = ("100644", "100755")
 Tree = dict[str, tuple[str, str]]  # repository path -> (mode, blob id)
@@ -133,7 +135,12 @@ class Incremental:
         real_root = os.path.realpath(config_dir)
         fresh = {rel: loader.read_file(config_dir / rel, rel, real_root, None)
                  for rel in rels if (config_dir / rel).is_file()}
-        loaded = _reservations_only(memory, rels, fresh, commit)
+        try:
+            loaded = _reservations_only(memory, rels, fresh, commit)
+        except Exception:  # a bug here must cost a full pass, never a wrong result
+            log.exception("the incremental load failed; reading the whole config")
+            files = loader.read_files(config_dir, self.cache_dir)
+            return self._check_all(config_dir, commit, listing, files, "full")
         if loaded is not None:
             memory.tree, memory.commit = tree, commit or ""
             return loaded
