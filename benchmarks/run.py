@@ -7,12 +7,14 @@
 For each size, a repo from benchmarks/generate.py (its Settings declare local
 nodes that fit it), then whole CLI processes, each the best of --repeat runs
 (the machines are noisy) unless said otherwise:
-- bare parse: `yaml.load_all` with CSafeLoader of every file, in process: the
-  floor, and the baseline that shows how busy the machine was;
-- `validate` with an empty cache (one run at 100,000) and with a warm cache;
-- `plan` against an empty local state (every pool a create);
-- `apply` of that (one run; no agent: it writes the store);
-- `plan` against the applied state (a no-op);
+- `validate` with an empty cache, `plan` against an empty local state (every
+  pool a create; one run each at 100,000), `apply` of that (one run; no agent:
+  it writes the store);
+- then in rounds that take each size in turn (so that every size sees the
+  same machine), best of --repeat rounds: bare parse (`yaml.load_all` with
+  CSafeLoader of every file, in process: the floor, and the baseline that
+  shows how busy the machine was), `validate` with a warm cache, and `plan`
+  against the applied state (a no-op);
 - the peak RSS of any of those processes.
 Then, on the largest size: a real daemon tracking the repo as Git, 50 commits
 that each edit one reservation, each timed from its signed webhook to the
@@ -102,29 +104,44 @@ class Process:
         return min(self.run(*args) for _ in range(repeat))
 
 
-def size_rows(n: int, work: Path, repeat: int) -> dict[str, float]:
+def setup_size(n: int, work: Path, repeat: int) -> tuple[dict[str, float], Process]:
+    """Generate the repo of size n and take the one-way rows: cold validate, plan of all
+    creates, apply (which leaves the state the no-op rows plan against)."""
     repo, state = work / f"repo-{n}", work / f"state-{n}"
     generate(n, repo, git=True)
     env = dict(os.environ, NO_COLOR="1", RECONCILER_CACHE_DIR=str(work / f"cache-{n}"))
     env.pop("RECONCILER_NO_CACHE", None)
     proc = Process(env)
     heavy = 1 if n >= 100_000 else repeat
-    rows = {"parse": best(min(repeat, 2) if n >= 100_000 else repeat,
-                          lambda: bare_parse(repo))[0]}
     cold = []
     for attempt in range(heavy):
         proc.env = {**env, "RECONCILER_CACHE_DIR": str(work / f"cold-{n}-{attempt}")}
         cold.append(proc.run("validate", str(repo)))
     proc.env = env
-    rows["validate_cold"] = min(cold)
-    rows["validate_warm"] = proc.best(repeat, "validate", str(repo))
-    rows["plan_create"] = proc.best(min(repeat, 2) if n >= 100_000 else repeat, "plan",
-                                    str(repo), "--state", str(state))
+    rows = {"validate_cold": min(cold)}
+    rows["plan_create"] = proc.best(heavy, "plan", str(repo), "--state", str(state))
     rows["apply"] = proc.run("apply", str(repo), "--state", str(state), "--auto-approve")
-    rows["plan_noop"] = proc.best(repeat, "plan", str(repo), "--state", str(state),
-                                  "--detailed-exitcode")
-    rows["peak_rss_mb"] = proc.peak_kb / 1024
-    return rows
+    return rows, proc
+
+
+def paired_rows(sizes: list[int], work: Path, procs: dict[int, Process], repeat: int,
+                rows: dict[int, dict[str, float]]) -> None:
+    """The rows the targets compare across sizes (bare parse, warm validate, no-op plan),
+    measured in rounds that take every size in turn, so that each size sees the same
+    machine (2 noisy cores): the best of `repeat` rounds."""
+    for _ in range(repeat):
+        for n in sizes:
+            repo, state, proc = work / f"repo-{n}", work / f"state-{n}", procs[n]
+            timings = {
+                "parse": best(1, lambda repo=repo: bare_parse(repo))[0],
+                "validate_warm": proc.run("validate", str(repo)),
+                "plan_noop": proc.run("plan", str(repo), "--state", str(state),
+                                      "--detailed-exitcode"),
+            }
+            for key, seconds in timings.items():
+                rows[n][key] = min(rows[n].get(key, seconds), seconds)
+    for n in sizes:
+        rows[n]["peak_rss_mb"] = procs[n].peak_kb / 1024
 
 
 def kubernetes_rows() -> list[dict[str, Any]] | str:
@@ -236,8 +253,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
         work = Path(tmp)
         sizes = [int(s) for s in args.sizes.split(",") if s]
+        procs: dict[int, Process] = {}
         for n in sizes:
-            results["sizes"][n] = size_rows(n, work, args.repeat)
+            results["sizes"][n], procs[n] = setup_size(n, work, args.repeat)
+        paired_rows(sizes, work, procs, args.repeat, results["sizes"])
+        for n in sizes:
             print(f"{n}: {json.dumps(results['sizes'][n])}", file=sys.stderr, flush=True)
         daemon: dict[str, Any] | str = "skipped (--no-daemon)"
         if not args.no_daemon:
