@@ -20,12 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError, RuntimeFault
 from reconciler.runtimes.local.lock import is_held
-from reconciler.states import WarmPool
 from reconciler.timestamps import now_rfc3339
+
+if TYPE_CHECKING:
+    from reconciler.states import WarmPool
 
 AGENT_LOCK = "agent.lock"  # held (flock) by the running agent for as long as it runs
 
@@ -74,6 +76,15 @@ MIGRATIONS: tuple[str, ...] = (
     # create (quadratic over an apply of thousands of pools).
     """
     CREATE INDEX pools_seq ON pools (seq);
+    """,
+    # 5: the version catalog invoke routes by without loading the config (catalog.py), and
+    # the GPU devices a replica was given (CUDA_VISIBLE_DEVICES).
+    """
+    CREATE TABLE versions (algorithm TEXT NOT NULL, sha TEXT NOT NULL, version TEXT,
+                           visibility TEXT NOT NULL, latest_public INTEGER NOT NULL,
+                           PRIMARY KEY (algorithm, sha)) WITHOUT ROWID;
+    CREATE INDEX versions_number ON versions (algorithm, version);
+    ALTER TABLE replicas ADD COLUMN devices TEXT;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -168,6 +179,17 @@ class Store:
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
 
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """One read statement, outside any explicit transaction: a single statement sees one
+        snapshot, so this is consistent and saves the BEGIN and COMMIT of read() (routing
+        a call is one such query)."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -252,6 +274,8 @@ def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None
 def load_pools(conn: sqlite3.Connection, *, oldest_first: bool = False
                ) -> list[tuple[WarmPool, sqlite3.Row]]:
     """Every pool with its row, in id order, or in creation order with `oldest_first`."""
+    from reconciler.states import WarmPool
+
     order = "seq, id" if oldest_first else "id"
     rows = conn.execute(f"SELECT * FROM pools ORDER BY {order}").fetchall()
     return [(WarmPool.from_json(json.loads(row["spec"])), row) for row in rows]
