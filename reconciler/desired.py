@@ -72,6 +72,7 @@ def _warm_pool(count: PoolCount, gpu_scheduling: str) -> WarmPool:
         sources=count.sources,
         reason="; ".join(count.reasons),
         scheduling=gpu_scheduling if gpu else "",
+        warmup_timeout=version.warmup_timeout,
     )
 
 

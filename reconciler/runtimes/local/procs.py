@@ -70,7 +70,7 @@ def reap(pid: int) -> None:
 def spawn(args: list[str], log_path: Path,
           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a worker in its own session (a Ctrl-C on the terminal must not reach it),
-    its stdout and stderr appended to `log_path`."""
+    its stdout and stderr appended to `log_path`; `env` replaces the environment."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
