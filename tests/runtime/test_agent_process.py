@@ -84,7 +84,8 @@ def load(path):
     return None
 
 def apply(input, model):
-    return {"devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    return {"devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "secrets": sorted(k for k in os.environ if k.startswith(("RECONCILER_", "GIT_")))}
 '''
 FAKE_NVIDIA_SMI = """#!/bin/sh
 echo "GPU 0: Stand-in GPU (UUID: GPU-00000000-0000-0000-0000-000000000000)"
@@ -131,10 +132,12 @@ def test_gpu_replicas_get_their_own_devices_and_cpu_replicas_none(
     assert len(workers_of(local.site.state)) == 3
 
 
-def test_an_emulated_gpu_node_runs_gpu_replicas_on_the_cpu(
+def test_an_emulated_gpu_node_runs_gpu_replicas_on_the_cpu_without_the_agents_secrets(
         local: Local, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "no-gpu-tools"))  # no nvidia-smi anywhere
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("RECONCILER_WEBHOOK_SECRET", "not-for-algorithms")
+    monkeypatch.setenv("GIT_ASKPASS", "/bin/echo")
     local.site.write_code("devices", DEVICES)
     vision = make_pool(local.site, name="vision", processor="gpu", gpu=1,
                        entrypoint="devices:apply")
@@ -148,3 +151,5 @@ def test_an_emulated_gpu_node_runs_gpu_replicas_on_the_cpu(
     assert local.agent().gpus == ()
     local.runtime.wait_ready(vision.id, 1, timeout=15)
     assert devices_seen(local, vision.id) == [""]
+    [port] = local.runtime.ready_endpoints(vision.id)
+    assert invoke(port, {})["output"]["secrets"] == []  # the agent's own settings stay its own

@@ -91,7 +91,7 @@ class Calls:
         it once, then stop it."""
         import subprocess
 
-        from reconciler.runtimes.local.procs import WORKER_SCRIPT
+        from reconciler.runtimes.local.procs import WORKER_SCRIPT, worker_env
 
         report_read, report_write = os.pipe()
         args = [sys.executable, str(WORKER_SCRIPT), "--pool", f"cold:{target.commit[:12]}",
@@ -104,7 +104,7 @@ class Calls:
         try:
             proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True,
-                                    pass_fds=(report_write,))
+                                    pass_fds=(report_write,), env=worker_env(None))
         finally:
             os.close(report_write)
         what = f"{target.owner}/{target.name} {target.label}"

@@ -74,6 +74,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # http.server's own reader: replaced by one with deadlines
         self.reader = _DeadlineReader(self.connection, self.server.idle_timeout,
                                       self.server.request_timeout)
         self.rfile = io.BufferedReader(self.reader, 65536)

@@ -15,8 +15,6 @@ from reconciler.runtimes.local import procs
 from reconciler.runtimes.local import store as db
 from reconciler.states import DEFAULT_WARMUP_TIMEOUT, WarmPool
 
-GPU_VARIABLE = "CUDA_VISIBLE_DEVICES"
-
 UNREPORTED_GRACE = 5.0  # a row without a pid that we did not start: its worker may still report
 
 
@@ -60,7 +58,7 @@ class Supervisor:
                 "--data-root", data_root, "--model", pool.model_path,
                 "--digest", pool.model_digest]
         try:
-            proc = procs.spawn(args, log_path, env={**os.environ, GPU_VARIABLE: devices})
+            proc = procs.spawn(args, log_path, env=procs.worker_env(devices))
         except OSError as exc:
             with self.store.write() as conn:
                 conn.execute("UPDATE replicas SET state = 'failed', error = ? WHERE id = ?",

@@ -65,12 +65,12 @@ def exchange(sock: socket.socket, body: bytes, timeout: float, *,
 
 
 def _read_answer(sock: socket.socket, deadline: float) -> tuple[int, bytes, bool]:
-    data = b""
+    data = bytearray()
     while b"\r\n\r\n" not in data:
         data += _recv(sock, deadline)
-        if len(data) > 65536:
+        if len(data) > 65536 and b"\r\n\r\n" not in data:
             raise Broken("the answer's headers are too long")
-    head, _, rest = data.partition(b"\r\n\r\n")
+    head, _, rest = bytes(data).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -81,10 +81,11 @@ def _read_answer(sock: socket.socket, deadline: float) -> tuple[int, bytes, bool
     if not length_text.isdigit():
         raise Broken("the answer has no Content-Length")
     length = int(length_text)
-    while len(rest) < length:
-        rest += _recv(sock, deadline)
-    reuse = headers.get("connection", "").lower() != "close" and len(rest) == length
-    return int(parts[1]), rest[:length], reuse
+    body = bytearray(rest)
+    while len(body) < length:
+        body += _recv(sock, deadline)
+    reuse = headers.get("connection", "").lower() != "close" and len(body) == length
+    return int(parts[1]), bytes(body[:length]), reuse
 
 
 def _recv(sock: socket.socket, deadline: float) -> bytes:
