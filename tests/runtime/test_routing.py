@@ -52,12 +52,22 @@ def test_a_callers_own_pool_is_routed_without_the_config(local: Local, tmp_path:
     local.runtime.wait_ready("alice.acme.adder.aaaaaaaaaaaa", 1, timeout=15)
     shutil.rmtree(config / "src")  # the warm replica has its code; the config is not read
     cache = tmp_path / "cache"
-    call = subprocess.run([sys.executable, "-m", "reconciler", "invoke", "--as", "alice",
+    call = subprocess.run([sys.executable, "-c", PROBE, "invoke", "--as", "alice",
                            "acme/adder", '{"values": [1]}', "--state", str(local.site.state)],
                           capture_output=True, text=True, timeout=60,
                           env={**ENV, "RECONCILER_CACHE_DIR": str(cache)})
     assert call.returncode == 0 and call.stderr.startswith("warm, "), call.stderr
     assert not cache.exists(), "invoke parsed the config"
+    assert "LOADED=\n" in call.stderr, "the warm path imports no config, YAML or HTTP library"
+
+
+HEAVY = ("yaml", "jsonschema", "reconciler.config.loader", "reconciler.config.model",
+         "urllib.request", "http.client", "http.server")
+PROBE = ("import atexit, sys\n"
+         f"atexit.register(lambda: print('LOADED=' + ','.join(m for m in {HEAVY!r} "
+         "if m in sys.modules), file=sys.stderr))\n"
+         "from reconciler.cli import main\n"
+         "main(sys.argv[1:])\n")
 
 
 def test_an_ambiguous_prefix_is_refused_from_the_store(local: Local, tmp_path: Path) -> None:
