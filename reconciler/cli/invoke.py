@@ -40,7 +40,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
 @options.state_option
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Config repository to resolve the version in [default: the "
-                                 "store's record of the last apply, else its config dir].")
+                                 "versions the last apply recorded in the store, else the "
+                                 "config dir it recorded].")
 @options.code_data_options
 @click.option("--timeout", type=DURATION, default="30s", show_default=True, callback=_positive,
               help="How long the call (and a cold start) may take.")

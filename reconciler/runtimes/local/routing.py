@@ -184,8 +184,10 @@ class Router:
         else:
             from reconciler.runtimes.local.resolving import resolve_in_pools
 
-            with self.store.read() as conn:
-                pools = [pool for pool, _ in db.load_pools(conn)]
+            pools = []
+            if db.Store.exists(self.state_dir):  # reading never creates a store
+                with self.store.read() as conn:
+                    pools = [pool for pool, _ in db.load_pools(conn)]
             target = resolve_in_pools(pools, caller, owner, name, selector)
         pool_id = f"{caller}.{owner}.{name}.{target.commit[:12]}"
         return Route(caller, pool_id, target.label, self.endpoints(pool_id), resolved=target)
