@@ -282,6 +282,7 @@ def run_standalone(state_dir: Path, *, poll_interval: float = 0.5, grace: float 
     """The agent alone in this process (`reconciler agent`) until SIGTERM or SIGINT, then
     every worker of the state stops. LockHeld when another agent runs on the state."""
     stop = threading.Event()
+    db.events_log.setLevel(logging.INFO)  # alone, the agent's events are its log
     previous = {signum: signal.signal(signum, lambda *_: stop.set())
                 for signum in (signal.SIGTERM, signal.SIGINT)}
     try:

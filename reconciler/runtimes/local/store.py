@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -261,9 +262,16 @@ def bump_generation(conn: sqlite3.Connection) -> None:
     set_meta(conn, "generation", str(generation(conn) + 1))
 
 
+# The event log as log lines too: quiet (WARNING) unless a standalone `reconciler agent`
+# turns it up; inside the daemon, whose every line names a pass, the store keeps them.
+events_log = logging.getLogger("reconciler.agent.events")
+events_log.setLevel(logging.WARNING)
+
+
 def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None,
               replica_id: int | None = None) -> None:
     """The agent's record of every state change; trimmed so it never grows without bound."""
+    events_log.info("%s%s", f"{pool_id}: " if pool_id else "", message)
     cursor = conn.execute(
         "INSERT INTO events (time, pool_id, replica_id, message) VALUES (?, ?, ?, ?)",
         (now_rfc3339(), pool_id, replica_id, message))
