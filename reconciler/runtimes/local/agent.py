@@ -6,9 +6,9 @@ replicas, replaces crashed ones (with backoff), stops extra ones gracefully
 version's warmupTimeout, rolls a changed spec one replica at a time, enforces
 quotas and the nodes' pods (older pools first: a newer pool gets what is
 left), gives each replica of a gpu pool its own GPUs (CUDA_VISIBLE_DEVICES;
-cpu replicas see none), and records every state change as an event. Every write is one transaction
-and every decision is re-derived from the store, so the agent can be killed
-at any moment: on start it adopts the workers that are still alive (same
+cpu replicas see none), and records every state change as an event. Every
+write is one transaction and every decision is re-derived from the store, so
+the agent can be killed at any moment: on start it adopts the workers that are still alive (same
 pid, start time and replica id) and clears the rest.
 
     reconciler agent --state DIR    (or python -m reconciler.runtimes.local.agent --state DIR)
@@ -179,19 +179,27 @@ class Agent:
             if pods:
                 room = min(room, pods.get(pool.processor, 0) - live_by_class.get(
                     pool.processor, 0))
-            if pool.processor == "gpu" and pool.gpu > 0 and self.gpus:  # real devices
-                room = min(room, sum(1 for i in self.gpus if i not in held) // pool.gpu)
+            if self._on_devices(pool):
+                room = min(room, len(self._free(held)) // pool.gpu)
             change = self._sync_pool(pool, row, by_pool.get(pool.id, []),
                                      allotments[pool.id], room, held)
             live_by_caller[pool.caller] = live_by_caller.get(pool.caller, 0) + change
             live_by_class[pool.processor] = live_by_class.get(pool.processor, 0) + change
 
+    def _on_devices(self, pool: WarmPool) -> bool:
+        """Do `pool`'s replicas run on GPUs of this machine? Not a cpu pool, nor a gpu pool
+        where the machine has none (an emulated gpu node: it runs on the CPU)."""
+        return pool.processor == "gpu" and pool.gpu > 0 and bool(self.gpus)
+
+    def _free(self, held: set[int]) -> list[int]:
+        return [index for index in self.gpus if index not in held]
+
     def _devices(self, pool: WarmPool, held: set[int]) -> str | None:
         """The GPUs a new replica of `pool` gets ("" for none), taken from `held`'s
         complement and added to it; None when not enough of them are free."""
-        if pool.processor != "gpu" or pool.gpu <= 0 or not self.gpus:
-            return ""  # a cpu pool, or an emulated gpu node: it runs on the CPU
-        free = [index for index in self.gpus if index not in held]
+        if not self._on_devices(pool):
+            return ""
+        free = self._free(held)
         if len(free) < pool.gpu:
             return None
         chosen = free[:pool.gpu]
@@ -209,9 +217,7 @@ class Agent:
 
     def _gpu_shortage(self, pool: WarmPool, held: set[int]) -> str | None:
         """Why a replica of `pool` cannot start for want of GPUs, or None."""
-        if pool.processor != "gpu" or pool.gpu <= 0 or not self.gpus:
-            return None
-        if sum(1 for index in self.gpus if index not in held) >= pool.gpu:
+        if not self._on_devices(pool) or len(self._free(held)) >= pool.gpu:
             return None
         return (f"waiting for {pool.gpu} free GPU(s) per replica: "
                 f"{len(held & set(self.gpus))} of this machine's {len(self.gpus)} are in use")
