@@ -108,8 +108,9 @@ def kind_of(selector: str | None) -> tuple[str, str | None]:
 
 # The route in one statement: the selected versions of the algorithm, the caller's pool of
 # each, that pool's ready replicas, and whether the catalog is as fresh as the pools.
+# A pool's id is CALLER.OWNER.NAME.<commit's first 12 hex> (states.pool_id).
 ROUTE_SQL = """
-SELECT v.sha, v.version, p.spec, r.id AS replica, r.pid, r.port,
+SELECT v.sha, v.version, p.id AS pool, p.spec, r.id AS replica, r.pid, r.port,
        r.spec_hash = p.spec_hash AS current,
        (SELECT value FROM meta WHERE key = 'catalog_generation')
          = COALESCE((SELECT value FROM meta WHERE key = 'generation'), '0') AS fresh
@@ -161,7 +162,7 @@ class Router:
         if outcome is not None:
             return outcome
         target = route.target
-        if target is None:  # pragma: no cover - every route without a pool is resolved
+        if target is None:  # cannot happen: a route without the caller's pool is resolved
             raise ReconcilerError(f"no way to start {ref} for {caller}")
         data_root, code_root = self.roots()
         outcome = self.calls.cold(target, data_root, code_root, body, timeout)
@@ -189,8 +190,10 @@ class Router:
                 with self.store.read() as conn:
                     pools = [pool for pool, _ in db.load_pools(conn)]
             target = resolve_in_pools(pools, caller, owner, name, selector)
-        pool_id = f"{caller}.{owner}.{name}.{target.commit[:12]}"
-        return Route(caller, pool_id, target.label, self.endpoints(pool_id), resolved=target)
+        from reconciler.states import pool_id
+
+        ident = pool_id(caller, owner, name, target.commit)
+        return Route(caller, ident, target.label, self.endpoints(ident), resolved=target)
 
     def _from_store(self, caller: str, owner: str, name: str, selector: str | None
                     ) -> Route | None:
@@ -213,8 +216,7 @@ class Router:
         if first["spec"] is None:
             return None  # no pool of the caller: access and a cold start need the config
         label = first["version"] or first["sha"][:12]
-        return Route(caller, f"{caller}.{owner}.{name}.{first['sha'][:12]}", label,
-                     _endpoints(rows), spec=first["spec"])
+        return Route(caller, first["pool"], label, _endpoints(rows), spec=first["spec"])
 
     def endpoints(self, pool_id: str) -> tuple[Endpoint, ...]:
         if not db.Store.exists(self.state_dir):
