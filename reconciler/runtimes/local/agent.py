@@ -41,6 +41,7 @@ from reconciler.states import Quota, WarmPool
 NO_QUOTA_ROOM = 1 << 30
 LOCK_PATIENCE = 0.5  # seconds: `status` probes agent.lock for an instant (store.agent_info)
 log = logging.getLogger("reconciler.agent")
+logging.getLogger(db.EVENTS_LOGGER).setLevel(logging.WARNING)  # run_standalone: INFO
 
 
 @dataclass
@@ -288,7 +289,7 @@ def run_standalone(state_dir: Path, *, poll_interval: float = 0.5, grace: float 
     """The agent alone in this process (`reconciler agent`) until SIGTERM or SIGINT, then
     every worker of the state stops. LockHeld when another agent runs on the state."""
     stop = threading.Event()
-    db.events_log.setLevel(logging.INFO)  # alone, the agent's events are its log
+    logging.getLogger(db.EVENTS_LOGGER).setLevel(logging.INFO)  # alone: its events are its log
     previous = {signum: signal.signal(signum, lambda *_: stop.set())
                 for signum in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -11,9 +11,7 @@ killed at any moment leaves the store consistent.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import sqlite3
 import threading
 import time
@@ -104,6 +102,8 @@ def spec_hash(pool: WarmPool) -> str:
     Replica count, sources and display fields are deliberately left out."""
     fields = (pool.model_path, pool.model_digest, pool.image, pool.entrypoint,
               pool.processor, pool.cpu, pool.memory, str(pool.gpu))
+    import hashlib  # here: `invoke`, which never hashes a spec, does not load OpenSSL
+
     return hashlib.sha256("\0".join(fields).encode()).hexdigest()[:16]
 
 
@@ -262,16 +262,18 @@ def bump_generation(conn: sqlite3.Connection) -> None:
     set_meta(conn, "generation", str(generation(conn) + 1))
 
 
-# The event log as log lines too: quiet (WARNING) unless a standalone `reconciler agent`
-# turns it up; inside the daemon, whose every line names a pass, the store keeps them.
-events_log = logging.getLogger("reconciler.agent.events")
-events_log.setLevel(logging.WARNING)
+# The event log as log lines too, on this logger: the agent keeps it quiet (WARNING)
+# unless it runs alone (`reconciler agent`); inside the daemon, whose every line names a
+# pass, the store keeps them.
+EVENTS_LOGGER = "reconciler.agent.events"
 
 
 def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None,
               replica_id: int | None = None) -> None:
     """The agent's record of every state change; trimmed so it never grows without bound."""
-    events_log.info("%s%s", f"{pool_id}: " if pool_id else "", message)
+    import logging  # here: `invoke` writes no events and need not load it
+
+    logging.getLogger(EVENTS_LOGGER).info("%s%s", f"{pool_id}: " if pool_id else "", message)
     cursor = conn.execute(
         "INSERT INTO events (time, pool_id, replica_id, message) VALUES (?, ?, ?, ?)",
         (now_rfc3339(), pool_id, replica_id, message))
