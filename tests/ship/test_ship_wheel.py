@@ -1,0 +1,119 @@
+"""The package as a user installs it, by the Dockerfile's own commands.
+
+The build stage's `pip wheel` runs on a copy of exactly what the build stage COPYs,
+the runtime stage's `pip install` puts the wheel into a fresh venv (see shipkit: the
+dependencies already installed here are visible, reconciler and the source tree are
+not), and the installed `reconciler` runs validate, plan, apply, status and invoke on
+a copy of config-examples from an unrelated directory. Two deviations from the image
+build, both for speed and to need no network: `pip wheel` gets `--no-deps` (the
+dependencies are installed already, so there is no wheel of theirs to make) and
+`--no-build-isolation` (the build backend comes from the test environment).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from shipkit import ROOT, FreshVenv, build_context, fresh_venv, pip_command, run, stages
+
+import reconciler
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Installed:
+    venv: FreshVenv
+    wheel: Path
+    home: Path
+    build_log: str
+
+    def reconciler(self, *args: str, cwd: Path | None = None,
+                   timeout: float = 60) -> tuple[int, str, str]:
+        done = run([str(self.venv.bin / "reconciler"), *args], env=self.venv.env(self.home),
+                   cwd=cwd or self.home, timeout=timeout)
+        return done.returncode, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = build_context(tmp / "src")
+    wheels = tmp / "wheels"
+    venv = fresh_venv(tmp / "venv")
+    home = tmp / "home"
+    home.mkdir()
+    build_stage, runtime_stage = stages()
+    build = pip_command(build_stage, "wheel").replace(" /src", f" {src}")
+    build = build.replace("/wheels", str(wheels)).replace(
+        "-m pip wheel", "-m pip wheel --no-deps --no-build-isolation")
+    # The build backend runs in the interpreter that runs pip: the test environment's.
+    built = run(build.replace("python ", f"{shlex.quote(sys.executable)} ", 1),
+                env=venv.env(home), cwd=tmp, timeout=180)
+    assert built.returncode == 0, built.stdout + built.stderr
+    install = pip_command(runtime_stage, "install").replace("/wheels", str(wheels))
+    done = run(install, env=venv.env(home), cwd=home, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [wheel] = wheels.glob("reconciler-*.whl")
+    yield Installed(venv, wheel, home, built.stdout + done.stdout)
+
+
+def test_the_wheel_carries_every_module_the_schemas_and_the_templates(
+        installed: Installed) -> None:
+    names = set(zipfile.ZipFile(installed.wheel).namelist())
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "reconciler").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert sources - names == set(), "files of the package missing from the wheel"
+    schemas = {f"reconciler/schemas/{p.name}" for p in (ROOT / "schemas").glob("*.json")}
+    assert schemas and schemas <= names
+    assert installed.wheel.name == f"reconciler-{reconciler.__version__}-py3-none-any.whl"
+
+
+def test_the_installed_package_is_the_wheel_not_the_source_tree(installed: Installed) -> None:
+    probe = ("import json, sys, reconciler, reconciler.config.schema as s; "
+             "print(json.dumps([reconciler.__file__, str(s.SCHEMA_DIR), sys.path]))")
+    done = run([str(installed.venv.python), "-c", probe], env=installed.venv.env(installed.home),
+               cwd=installed.home)
+    assert done.returncode == 0, done.stderr
+    module, schema_dir, path = json.loads(done.stdout)
+    assert Path(module).is_relative_to(installed.venv.root), module
+    assert Path(schema_dir).is_relative_to(installed.venv.root), schema_dir
+    assert not any(Path(entry).resolve() == ROOT for entry in path if entry)
+    code, out, _ = installed.reconciler("--version")
+    assert (code, out.split()[-1]) == (0, reconciler.__version__)
+
+
+def test_validate_plan_apply_status_invoke_from_an_unrelated_directory(
+        installed: Installed, tmp_path: Path) -> None:
+    config = tmp_path / "platform-config"
+    shutil.copytree(ROOT / "config-examples", config)
+    state = tmp_path / "state"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    code, out, err = installed.reconciler("validate", str(config), cwd=elsewhere)
+    assert code == 0 and "documents valid" in out, out + err
+    code, out, err = installed.reconciler("plan", str(config), "--state", str(state),
+                                          cwd=elsewhere)
+    assert code == 0 and "to create" in out, out + err
+    code, out, err = installed.reconciler("apply", str(config), "--state", str(state),
+                                          "--auto-approve", cwd=elsewhere)
+    assert code == 0 and "Apply complete" in out, out + err
+    code, out, err = installed.reconciler("status", "--state", str(state), "--format", "json",
+                                          cwd=elsewhere)
+    assert code == 0, err
+    assert {p["algorithm"] for p in json.loads(out)["pools"]} >= {"acme/sentiment"}
+    code, out, err = installed.reconciler(
+        "invoke", "--state", str(state), "--config", str(config), "--as", "alice",
+        "acme/sentiment", '{"text": "I love this"}', cwd=elsewhere)
+    assert code == 0, out + err
+    assert json.loads(out)["label"] == "positive"
+
