@@ -5,24 +5,19 @@ the runtime stage's `pip install` puts the wheel into a fresh venv (see shipkit:
 dependencies already installed here are visible, reconciler and the source tree are
 not), and the installed `reconciler` runs validate, plan, apply, status and invoke on
 a copy of config-examples from an unrelated directory. Two deviations from the image
-build, both for speed and to need no network: `pip wheel` gets `--no-deps` (the
-dependencies are installed already, so there is no wheel of theirs to make) and
-`--no-build-isolation` (the build backend comes from the test environment).
+build, for speed and to need no network: see the `wheel` fixture (conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
-import sys
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from shipkit import ROOT, FreshVenv, build_context, fresh_venv, pip_command, run, stages
+from shipkit import ROOT, FreshVenv, fresh_venv, pip_command, run, stages
 
 import reconciler
 
@@ -34,7 +29,6 @@ class Installed:
     venv: FreshVenv
     wheel: Path
     home: Path
-    build_log: str
 
     def reconciler(self, *args: str, cwd: Path | None = None,
                    timeout: float = 60) -> tuple[int, str, str]:
@@ -44,26 +38,17 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    tmp = tmp_path_factory.mktemp("wheel")
-    src = build_context(tmp / "src")
-    wheels = tmp / "wheels"
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel installed into a fresh venv by the runtime stage's `pip install`."""
+    tmp = tmp_path_factory.mktemp("installed")
     venv = fresh_venv(tmp / "venv")
     home = tmp / "home"
     home.mkdir()
-    build_stage, runtime_stage = stages()
-    build = pip_command(build_stage, "wheel").replace(" /src", f" {src}")
-    build = build.replace("/wheels", str(wheels)).replace(
-        "-m pip wheel", "-m pip wheel --no-deps --no-build-isolation")
-    # The build backend runs in the interpreter that runs pip: the test environment's.
-    built = run(build.replace("python ", f"{shlex.quote(sys.executable)} ", 1),
-                env=venv.env(home), cwd=tmp, timeout=180)
-    assert built.returncode == 0, built.stdout + built.stderr
-    install = pip_command(runtime_stage, "install").replace("/wheels", str(wheels))
+    install = pip_command(stages()[1], "install").replace("/wheels", str(wheel.parent))
     done = run(install, env=venv.env(home), cwd=home, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    [wheel] = wheels.glob("reconciler-*.whl")
-    yield Installed(venv, wheel, home, built.stdout + done.stdout)
+    assert "Successfully installed reconciler-" in done.stdout, done.stdout
+    return Installed(venv, wheel, home)
 
 
 def test_the_wheel_carries_every_module_the_schemas_and_the_templates(
