@@ -10,8 +10,14 @@ build, for speed and to need no network: see the `wheel` fixture (conftest.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +25,11 @@ from pathlib import Path
 import pytest
 from shipkit import ROOT, FreshVenv, fresh_venv, pip_command, run, stages
 
-import reconciler
+sys.path.insert(0, str(ROOT / "tests" / "runtime"))
+
+from localkit import wait_for  # noqa: E402
+
+import reconciler  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +112,47 @@ def test_validate_plan_apply_status_invoke_from_an_unrelated_directory(
     assert code == 0, out + err
     assert json.loads(out)["label"] == "positive"
 
+
+
+def test_the_installed_worker_serves_as_an_engine_container_would(
+        installed: Installed, tmp_path: Path) -> None:
+    """`reconciler worker`, the command of engine containers built FROM the image, with
+    code and data where an algorithm image puts them (here: copies, as /code and /data)."""
+    code, data = tmp_path / "code", tmp_path / "data"
+    shutil.copytree(ROOT / "config-examples" / "src", code)
+    shutil.copytree(ROOT / "config-examples" / "data", data)
+    model = data / "acme" / "sentiment" / "words-1.1.json"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**installed.venv.env(installed.home), "RECONCILER_ENTRYPOINT": "sentiment:apply",
+           "RECONCILER_MODEL_PATH": "data://acme/sentiment/words-1.1.json",
+           "RECONCILER_MODEL_DIGEST": "sha256:" + hashlib.sha256(model.read_bytes()).hexdigest(),
+           "RECONCILER_POOL_ID": "alice.acme.sentiment.0123456789ab",
+           "RECONCILER_CODE_ROOT": str(code), "RECONCILER_DATA_ROOT": str(data),
+           "RECONCILER_LISTEN": f"127.0.0.1:{port}"}
+    worker = subprocess.Popen([str(installed.venv.bin / "reconciler"), "worker"], env=env,
+                              cwd=installed.home, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/healthz") == 200, timeout=30,
+                 message="the worker's /healthz")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invoke", method="POST",
+                                         data=json.dumps({"text": "I love this"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["output"]["label"] == "positive"
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=15)
+    assert worker.returncode is not None and "Traceback" not in err, err
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
