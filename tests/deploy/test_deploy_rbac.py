@@ -42,7 +42,8 @@ from reconciler.runtimes.kubernetes.client import (  # noqa: E402
 )
 from reconciler.runtimes.kubernetes.runtime import KubernetesRuntime  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
 [DEPLOYMENT] = by_kind("Deployment")
 NAMESPACE = DEPLOYMENT["metadata"]["namespace"]
