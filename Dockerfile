@@ -6,7 +6,7 @@
 #   docker build -t reconciler:0.2.0 .
 #   docker run --rm -v "$PWD:/repo:ro" reconciler:0.2.0 validate /repo
 #
-# tests/ship/test_ship_wheel.py runs this file's two pip commands in a fresh venv, and
+# tests/ship runs this file's two pip commands (a wheel, installed into a fresh venv), and
 # hadolint lints it (make lint, make test).
 
 # Both stages use one base: Python 3.11, pinned to a patch release (update both together).
