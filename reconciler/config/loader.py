@@ -39,11 +39,13 @@ def max_file_bytes() -> int:
 
 
 def yaml_files(root: Path) -> list[Path]:
-    """Every *.yaml / *.yml below root, in a stable order, skipping hidden directories."""
+    """Every *.yaml / *.yml below root, in a stable order, skipping hidden directories and
+    hidden files (a config repository's .pre-commit-config.yaml is not config)."""
     found = []
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(directory, f) for f in sorted(filenames) if f.endswith(YAML_SUFFIXES)]
+        found += [Path(directory, f) for f in sorted(filenames)
+                  if f.endswith(YAML_SUFFIXES) and not f.startswith(".")]
     return found
 
 
@@ -78,7 +80,7 @@ def check_config(
                 _remember(data, ghosts)
     if documents == 0 and not diags:
         return None, [Diagnostic(f"no YAML documents found under {root} "
-                                 "(looked for *.yaml and *.yml outside hidden directories)")]
+                                 "(looked for *.yaml and *.yml, not hidden ones)")]
     config, found = rules.assemble(str(root.resolve()), items, commit)
     diags += found
     counts = aggregate_pools(config)
