@@ -94,7 +94,9 @@ class PipelinePass:
         if not config_dir.is_dir():
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
-        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit)
+        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit,
+                             code_root=self.settings.code_root,
+                             code_digests=self.settings.runtime == "local")
         closed = self.gate() if self.gate is not None else None
         if closed:
             raise ReconcilerError(f"pass not run: {closed}")

@@ -90,8 +90,11 @@ def current_ready(state: str, replica_spec_hash: str, pool_spec_hash: str) -> bo
 def spec_hash(pool: WarmPool) -> str:
     """What a running replica must match: a change here means a rolling replace.
     Replica count, sources and display fields are deliberately left out."""
-    fields = (pool.model_path, pool.model_digest, pool.image, pool.entrypoint,
-              pool.processor, pool.cpu, pool.memory, str(pool.gpu))
+    fields: tuple[str, ...] = (pool.model_path, pool.model_digest, pool.image,
+                               pool.entrypoint, pool.processor, pool.cpu, pool.memory,
+                               str(pool.gpu))
+    if pool.code_digest:  # only when there is one: stores from before it keep their hashes
+        fields += (pool.code_digest,)
     return hashlib.sha256("\0".join(fields).encode()).hexdigest()[:16]
 
 
