@@ -255,6 +255,8 @@ def print_entry(entry: ChangeEntry) -> None:
 
 
 def print_result(result: ApplyResult) -> None:
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.resumed:
         click.echo(f"note: {result.resumed}; completed actions were not repeated", err=True)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts.items() if n)

@@ -134,6 +134,8 @@ class PipelinePass:
         # a forced stop is reported, and resumed, by whichever runs next.
         result = execute(plan, runtime, wait_timeout=s.wait_timeout, journal_dir=s.state_dir,
                          progress=_log_entry)
+        for warning in result.warnings:  # a damaged journal, set aside: never a failure
+            log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
         self._roots_saved = config_dir
         pools = pools_summary(runtime.observe())
