@@ -96,10 +96,18 @@ def _installed(top: str) -> bool:
     on sys.path only because of how the CLI was started."""
     here = os.getcwd()
     paths = [p for p in sys.path if p and os.path.abspath(p) != here]
-    try:
-        return PathFinder.find_spec(top, paths) is not None
-    except (ImportError, ValueError, OSError):
-        return False
+    for finder in sys.meta_path:  # the path finder, and e.g. editable installs' finders
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = PathFinder.find_spec(top, paths) if finder is PathFinder \
+                else find(top, None)
+        except (ImportError, ValueError, OSError, TypeError):
+            continue
+        if spec is not None:
+            return True
+    return False
 
 
 def _module_digest(module: str, code_root: Path, real_root: str

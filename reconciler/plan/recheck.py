@@ -51,8 +51,6 @@ def recheck(plan: Plan, live: LiveState, nodes: Sequence[Node] | None, *,
         return _cap(problems)
     end = end_state(plan, live)
     problems += _rederive(plan, live, end)
-    if problems:
-        return _cap(problems)
     problems += quota_errors(end)
     report = check_capacity(end, plan.actions, nodes,
                             allow_reduced_capacity=options["allowReducedCapacity"])
