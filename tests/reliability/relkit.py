@@ -7,6 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +73,38 @@ def pools_in(state: Path) -> dict[str, int]:
 
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+class AskForPassword(BaseHTTPRequestHandler):
+    """A Git HTTP remote that answers 401 until a request carries credentials, then 403;
+    `seen` records the Authorization headers it got."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        auth = self.headers.get("Authorization")
+        if auth is None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+        else:
+            self.seen.append(auth)
+            self.send_response(403)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def git_http_server() -> Iterator[int]:
+    """The port of an AskForPassword server, for the duration of the block."""
+    AskForPassword.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AskForPassword)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

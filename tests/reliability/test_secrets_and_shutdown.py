@@ -18,12 +18,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from localkit import wait_for
-from relkit import env
+from relkit import AskForPassword, env, git_http_server
 
 from reconciler.errors import SourceError
 from reconciler.sources.git import GitSource
@@ -123,39 +122,12 @@ def test_sigterm_kills_a_hung_fetch_and_exits_within_10s(silent_server: int,
     assert "Traceback" not in out
 
 
-class AskForPassword(BaseHTTPRequestHandler):
-    """401 until a request carries an Authorization header; records what it got."""
-
-    seen: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        auth = self.headers.get("Authorization")
-        if auth is None:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-        else:
-            self.seen.append(auth)
-            self.send_response(403)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_the_credentials_still_reach_the_server(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), AskForPassword)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    AskForPassword.seen = []
-    try:
-        url = f"http://deploy:{SECRET}@127.0.0.1:{server.server_address[1]}/org/config.git"
+    with git_http_server() as port:
+        url = f"http://deploy:{SECRET}@127.0.0.1:{port}/org/config.git"
         source = GitSource(url, cache_root=tmp_path / "cache")
         with pytest.raises(SourceError) as caught:
             source.fetch()
         assert SECRET not in str(caught.value)
-    finally:
-        server.shutdown()
-        server.server_close()
     expected = "Basic " + base64.b64encode(f"deploy:{SECRET}".encode()).decode()
     assert expected in AskForPassword.seen
