@@ -12,6 +12,7 @@ held lock.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,32 +66,22 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
     Exit codes: 0 applied (or no changes; deferred deletes warn); 1 invalid
     config, refused or stale plan, failed action, or state locked.
     """
-    from reconciler.runtimes.local.lock import StateLock
-
     ctx = click.get_current_context()
     explicit_dir = ctx.get_parameter_source("config_dir") is not click.core.ParameterSource.DEFAULT
     explicit_runtime = (ctx.get_parameter_source("runtime")
                         is not click.core.ParameterSource.DEFAULT)
     cache_dir = options.cache_dir_for(no_cache)
     state = options.resolve_state_dir(state_dir)
-    lock = StateLock(state / "apply.lock", "reconciler apply")
     if plan_file is None:
         from reconciler.config.loader import load_config
 
         config = load_config(config_dir, cache_dir=cache_dir, code_root=code_root,
                              code_digests=runtime == "local")
-        options.ensure_state_dir(state)
-        lock.acquire(timeout=lock_timeout)
-        try:
-            target = _open(runtime, state, config.settings, config_dir, data_root, code_root,
-                           kubeconfig, kube_context)
-            try:
-                _plan_and_apply(target, config_dir, config, auto_approve, allow_mass_delete,
-                                allow_reduced_capacity, wait_timeout, state)
-            finally:
-                target.close()
-        finally:
-            lock.release()
+        _locked(state, lock_timeout, lambda: _open(
+            runtime, state, config.settings, config_dir, data_root, code_root, kubeconfig,
+            kube_context), lambda target: _plan_and_apply(
+            target, config_dir, config, auto_approve, allow_mass_delete,
+            allow_reduced_capacity, wait_timeout, state))
         return
     from reconciler.pipeline import load_plan_file
 
@@ -102,13 +93,23 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
     saved = _config_of(source, cache_dir, code_root, runtime)
     settings = _plan_settings(plan, saved.settings if saved else None) \
         if runtime == "kubernetes" else (saved.settings if saved else None)
+    _locked(state, lock_timeout, lambda: _open(
+        runtime, state, settings, source, data_root, code_root, kubeconfig, kube_context),
+        lambda target: _apply_saved(target, plan, saved, wait_timeout, state))
+
+
+def _locked(state: Path, lock_timeout: float, open_target: Callable[[], Runtime],
+            body: Callable[[Runtime], None]) -> None:
+    """Run `body` on the opened runtime, holding STATE/apply.lock (made if missing)."""
+    from reconciler.runtimes.local.lock import StateLock
+
     options.ensure_state_dir(state)
+    lock = StateLock(state / "apply.lock", "reconciler apply")
     lock.acquire(timeout=lock_timeout)
     try:
-        target = _open(runtime, state, settings, source, data_root, code_root,
-                       kubeconfig, kube_context)
+        target = open_target()
         try:
-            _apply_saved(target, plan, saved, wait_timeout, state)
+            body(target)
         finally:
             target.close()
     finally:
