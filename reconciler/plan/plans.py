@@ -139,37 +139,47 @@ def _resource_json(resource: Resource | None) -> dict[str, Any] | None:
 def _resource_from_json(kind: ResourceKind, data: Mapping[str, Any] | None) -> Resource | None:
     if data is None:
         return None
-    cls = {ResourceKind.WARM_POOL: WarmPool, ResourceKind.TENANT: Tenant,
-           ResourceKind.QUOTA: Quota}[kind]
+    cls, shape = _SHAPES[kind]
     _expect(data, dict, f"{kind} object")
-    for f in fields(cls):
-        if f.name in data:
-            types = _FIELD_TYPES[str(f.type)]
-            value = data[f.name]
-            _expect(value, types, f"{kind}.{f.name}")
-            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{kind}.{f.name} must hold strings only")
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ValueError(f"{kind} object has no {f.name}")
+    for name, types, required in shape:
+        value = data.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                raise ValueError(f"{kind} object has no {name}")
+        elif type(value) not in types:
+            _expect(value, types, f"{kind}.{name}")  # raises, naming what was expected
+        elif types is _LIST and not all(type(item) is str for item in value):
+            raise ValueError(f"{kind}.{name} must hold strings only")
     if kind is ResourceKind.WARM_POOL:
         return WarmPool.from_json(data)
     return cls(**data)  # type: ignore[no-any-return]
 
 
-# A field's annotation (a string: `from __future__ import annotations`) -> JSON types
+_ABSENT = object()
+_LIST = (list,)
+# A field's annotation (a string: `from __future__ import annotations`) -> its JSON types
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "str | None": (str, type(None)),
-    "int | None": (int, type(None)), "tuple[str, ...]": (list,),
+    "int | None": (int, type(None)), "tuple[str, ...]": _LIST,
+}
+# Per kind: the class, and (field, JSON types, required) for each of its fields
+_SHAPES: dict[ResourceKind, tuple[type, tuple[tuple[str, tuple[type, ...], bool], ...]]] = {
+    kind: (cls, tuple((f.name, _FIELD_TYPES[str(f.type)],
+                       f.default is MISSING and f.default_factory is MISSING)
+                      for f in fields(cls)))
+    for kind, cls in ((ResourceKind.WARM_POOL, WarmPool), (ResourceKind.TENANT, Tenant),
+                      (ResourceKind.QUOTA, Quota))
 }
 
 
 def _expect(value: Any, types: type | tuple[type, ...], what: str) -> Any:
-    """`value` when it is one of `types` (never a bool for an int), else ValueError."""
+    """`value` when its type is one of `types` exactly (JSON's types: never a bool for an
+    int), else ValueError naming what was expected."""
     wanted = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
-        names = " or ".join("null" if t is type(None) else t.__name__ for t in wanted)
-        raise ValueError(f"{what} must be {names}, got {type(value).__name__}")
-    return value
+    if type(value) in wanted:
+        return value
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in wanted)
+    raise ValueError(f"{what} must be {names}, got {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
