@@ -27,6 +27,7 @@ from relkit import AskForPassword, env, git_http_server
 from reconciler.errors import SourceError
 from reconciler.sources.git import GitSource
 
+pytestmark = pytest.mark.slow
 SECRET = "s3cr3t-PASS-4242"
 
 
@@ -92,7 +93,6 @@ def stop(daemon: subprocess.Popen[bytes]) -> str:
     return out
 
 
-@pytest.mark.slow
 def test_git_never_sees_the_password_in_its_argv(silent_server: int, tmp_path: Path) -> None:
     url = f"http://deploy:{SECRET}@127.0.0.1:{silent_server}/org/config.git"
     # the URL in the environment (RECONCILER_REPO): the daemon's own argv is public too
@@ -105,7 +105,6 @@ def test_git_never_sees_the_password_in_its_argv(silent_server: int, tmp_path: P
         assert SECRET not in stop(daemon)
 
 
-@pytest.mark.slow
 def test_sigterm_kills_a_hung_fetch_and_exits_within_10s(silent_server: int,
                                                          tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{silent_server}/org/config.git"
