@@ -68,19 +68,22 @@ def state_key(state_dir: Path, *, create: bool) -> bytes | None:
         raise ReconcilerError(f"cannot read the plan key {path}: {exc.strerror or exc}") from None
     try:
         Path(state_dir).mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                     0o600)
+        fd, tmp = tempfile.mkstemp(prefix=f".{KEY_NAME}.", dir=state_dir)  # mode 600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(tmp, path)  # whole or not at all; never over another's key
+        finally:
+            os.unlink(tmp)
     except FileExistsError:
-        return _read_key(path)  # another `plan --out` made it first
+        pass  # another `plan --out` made it first: use that one
     except OSError as exc:
         raise ReconcilerError(
             f"cannot create the plan key {path}: {exc.strerror or exc}; `plan --out` signs "
             f"plan files with a key kept in the state directory (use a writable --state, or "
             f"leave out --out)") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
     return _read_key(path)
 
 
