@@ -49,8 +49,10 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command("daemon")
-@click.option("--repo", required=True, metavar="URL_OR_PATH",
-              help="Git URL, path of a Git repository, or a plain directory (watched).")
+@click.option("--repo", required=True, metavar="URL_OR_PATH", envvar="RECONCILER_REPO",
+              help="Git URL, path of a Git repository, or a plain directory (watched) "
+                   "[env RECONCILER_REPO: put a URL with user:password there, not in argv, "
+                   "which every user of the machine can read].")
 @click.option("--branch", default="main", show_default=True, metavar="BRANCH",
               help="Branch to track (Git).")
 @click.option("--path", "subdir", default="", metavar="SUBDIR",

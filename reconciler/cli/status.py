@@ -30,9 +30,15 @@ def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
     """Show the warm pools on the runtime: wanted and ready replicas, model
     digest, errors, and each ready replica (its pid on the local runtime, its
     pod on Kubernetes)."""
+    from reconciler.errors import ReconcilerError
     from reconciler.runtimes import open_runtime
 
-    target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
+    state = options.resolve_state_dir(state_dir)
+    if runtime == "local" and not state.is_dir():
+        # a typo in --state must not look like an empty runtime
+        raise ReconcilerError(f"--state {state}: no such state directory (nothing was "
+                              f"ever applied with it); check the path or RECONCILER_STATE")
+    target = open_runtime(runtime, state_dir=state,
                           kubeconfig=kubeconfig, context=kube_context)
     try:
         live = target.observe()

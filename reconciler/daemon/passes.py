@@ -94,7 +94,9 @@ class PipelinePass:
         if not config_dir.is_dir():
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
-        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit)
+        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit,
+                             code_root=self.settings.code_root,
+                             code_digests=self.settings.runtime == "local")
         closed = self.gate() if self.gate is not None else None
         if closed:
             raise ReconcilerError(f"pass not run: {closed}")
@@ -132,6 +134,8 @@ class PipelinePass:
         # a forced stop is reported, and resumed, by whichever runs next.
         result = execute(plan, runtime, wait_timeout=s.wait_timeout, journal_dir=s.state_dir,
                          progress=_log_entry)
+        for warning in result.warnings:  # a damaged journal, set aside: never a failure
+            log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
         self._roots_saved = config_dir
         pools = pools_summary(runtime.observe())

@@ -6,10 +6,10 @@ process, so `reconciler daemon --repo DIR` is the whole product on one
 machine. On a cluster there is no agent (kubelets run the pods) and one
 daemon per cluster reconciles: it holds a Lease (see daemon.leader); the
 others wait, not reconciling, and take over when it is released or expires.
-Shutdown on SIGTERM/SIGINT lets the current pass finish its current action,
-stops the agent (which terminates every worker process), releases the Lease,
-closes the server, releases the locks and exits 0; a second signal forces the exit,
-still stopping the workers first.
+Shutdown on SIGTERM/SIGINT kills a Git fetch in progress, lets the current
+pass finish its current action, stops the agent (which terminates every
+worker process), releases the Lease, closes the server, releases the locks
+and exits 0; a second signal forces the exit, still stopping the workers first.
 """
 
 from __future__ import annotations
@@ -193,14 +193,17 @@ class Daemon:
             while thread.is_alive() and not self._stop.wait(0.2):
                 pass
         finally:
-            self._shutdown(loop, thread, server, leadership)
+            self._shutdown(loop, thread, server, leadership, source)
             self._restore_signals(previous)
         return 0
 
     def _shutdown(self, loop: Loop, thread: threading.Thread, server: Server,
-                  leadership: Leadership | None) -> None:
+                  leadership: Leadership | None, source: Any = None) -> None:
         log.info("stopping: letting the current pass finish its current action")
         loop.stop()
+        interrupt = getattr(source, "interrupt", None)
+        if interrupt is not None:
+            interrupt()  # a hung `git fetch` is killed, not waited for (up to 120 s)
         if leadership is not None:
             leadership.close()  # nothing new is written; a wait for readiness gives up
         thread.join(timeout=2.0)

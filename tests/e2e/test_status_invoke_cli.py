@@ -32,7 +32,8 @@ spec:
 @pytest.fixture
 def applied(local: Local, tmp_path: Path) -> tuple[Local, Path]:
     config = write_config(tmp_path / "config", replicas=2, settings=GPU_SETTINGS)
-    result = reconciler("apply", str(config), "--state", str(local.site.state))
+    result = reconciler("apply", str(config), "--state", str(local.site.state),
+                        "--auto-approve")
     assert result.returncode == 0, result.stderr
     return local, config
 
