@@ -29,8 +29,9 @@ from reconciler.daemon.loop import Loop
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassSettings, PipelinePass
 from reconciler.daemon.probe import PoolsProbe
-from reconciler.daemon.server import Endpoints, Server
+from reconciler.daemon.server import Endpoints, Server, is_loopback, parse_listen
 from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso
+from reconciler.daemon.web import TOKEN_ENV
 from reconciler.daemon.webhook import SECRET_ENV
 from reconciler.errors import ReconcilerError
 from reconciler.runtimes import open_runtime
@@ -169,10 +170,16 @@ class Daemon:
         if not secret:
             log.warning("%s is not set: POST /webhook refuses every delivery with 401",
                         SECRET_ENV)
+        token = os.environ.get(TOKEN_ENV) or None
+        register_secret(token)
+        host, _ = parse_listen(self.options.listen)
+        if not token and not is_loopback(host):
+            log.warning("%s is not set: the dashboard, /status and /metrics are open to anyone "
+                        "who can reach %s", TOKEN_ENV, self.options.listen)
         thread = threading.Thread(target=loop.run, name="loop", daemon=True)
         endpoints = Endpoints(state=state, metrics=metrics, alive=thread.is_alive,
                               trigger=loop.trigger, secret=secret, branch=branch,
-                              refresh=probe.refresh)
+                              refresh=probe.refresh, token=token)
         try:
             server = Server(self.options.listen, endpoints)
         except (OSError, ValueError) as exc:
@@ -180,7 +187,7 @@ class Daemon:
         self._start_agent()
         server.start()
         self._write_info(server.address, source.location)
-        log.info("serving on http://%s (healthz, readyz, metrics, status, webhook)",
+        log.info("serving on http://%s (dashboard, healthz, readyz, metrics, status, webhook)",
                  server.address)
         if isinstance(source, DirectorySource):
             source.start_watch(lambda what: loop.trigger(f"file change ({what})"))

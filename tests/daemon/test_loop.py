@@ -130,6 +130,7 @@ def test_trigger_runs_a_pass_at_once_and_drift_is_counted(repo: GitRepo, tmp_pat
     pipeline = Pipeline()
     state = DaemonState(repo="r", branch="main", path="", mode="git")
     metrics = Metrics()
+    metrics.bind_state(state.to_json)
     loop = Loop(source, pipeline, state, metrics, interval=3600, resync=3600)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
@@ -144,7 +145,7 @@ def test_trigger_runs_a_pass_at_once_and_drift_is_counted(repo: GitRepo, tmp_pat
         assert "reconciler_drift_detected_total 1.0" in text
         assert 'reconciler_plan_actions_total{op="create"} 1.0' in text
         assert 'reconciler_passes_total{result="applied"} 1.0' in text
-        assert 'reconciler_warm_pools{state="desired"} 2.0' in text
+        assert "reconciler_warm_replicas_reserved 2.0" in text
     finally:
         loop.stop()
         thread.join(5)
