@@ -159,6 +159,8 @@ class Plan:
     source_commit: str | None = None
     live_revision: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. allowMassDelete
+    # display only (the review view: plan.usage.plan_capacity); never checked on apply
+    capacity: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def applyable(self) -> bool:
@@ -188,6 +190,7 @@ class Plan:
             "actions": [action.to_json() for action in self.actions],
             "errors": [d.to_json() for d in self.errors],
             "warnings": [d.to_json() for d in self.warnings],
+            **({"capacity": dict(self.capacity)} if self.capacity else {}),
         }
 
     @classmethod
@@ -208,6 +211,7 @@ class Plan:
             source_commit=source.get("commit"),
             live_revision=data.get("liveRevision", ""),
             options=dict(data.get("options") or {}),
+            capacity=dict(data.get("capacity") or {}),
         )
 
 
