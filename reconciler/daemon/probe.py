@@ -13,10 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import pools_summary
 from reconciler.daemon.state import DaemonState
+from reconciler.daemon.views import Dashboard
 from reconciler.states import LiveState
 
 log = logging.getLogger("reconciler.daemon.probe")
@@ -24,8 +26,11 @@ log = logging.getLogger("reconciler.daemon.probe")
 
 class PoolsProbe:
     def __init__(self, observe: Callable[[], LiveState], state: DaemonState, metrics: Metrics,
-                 min_interval: float = 1.0) -> None:
+                 min_interval: float = 1.0, *,
+                 report: Callable[[], dict[str, Any]] | None = None,
+                 dashboard: Dashboard | None = None) -> None:
         self.observe, self.state, self.metrics = observe, state, metrics
+        self.report, self.dashboard = report, dashboard
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._last = 0.0
@@ -42,3 +47,8 @@ class PoolsProbe:
                 return
             self.state.set_pools(pools)
             self.metrics.record_pools(pools["desired"], pools["ready"])
+            if self.report is not None and self.dashboard is not None:
+                try:
+                    self.dashboard.set_report(self.report())
+                except Exception as exc:  # nodes and agent are extras; pools were read
+                    log.debug("cannot read the runtime's report: %s", exc)

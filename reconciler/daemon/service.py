@@ -31,6 +31,7 @@ from reconciler.daemon.passes import PassSettings, PipelinePass
 from reconciler.daemon.probe import PoolsProbe
 from reconciler.daemon.server import Endpoints, Server, is_loopback, parse_listen
 from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso
+from reconciler.daemon.views import Dashboard
 from reconciler.daemon.web import TOKEN_ENV
 from reconciler.daemon.webhook import SECRET_ENV
 from reconciler.errors import ReconcilerError
@@ -101,7 +102,10 @@ class Daemon:
         leadership = self._leadership()
         metrics = Metrics()
         reconcile = PipelinePass(opts.passes, gate=leadership.gate if leadership else None)
-        probe = PoolsProbe(reconcile.observe, state, metrics)
+        dashboard = Dashboard(state, events=self._events_reader())
+        reconcile.on_planned = dashboard.record
+        probe = PoolsProbe(reconcile.observe, state, metrics, report=reconcile.report,
+                           dashboard=dashboard)
         loop = Loop(source, reconcile, state, metrics, interval=opts.interval,
                     resync=opts.resync, backoff_max=opts.backoff_max,
                     leading=(lambda: leadership.leading) if leadership else lambda: True)
@@ -111,7 +115,8 @@ class Daemon:
         try:
             if opts.once:
                 return self._once(loop, leadership)
-            return self._serve(source, loop, state, metrics, branch, probe, leadership)
+            return self._serve(source, loop, state, metrics, branch, probe, leadership,
+                               dashboard)
         finally:
             if leadership is not None:
                 leadership.stop()
@@ -123,6 +128,14 @@ class Daemon:
             raise ReconcilerError(f"not running the pass: {leadership.gate()}")
         record = loop.run_pass("once")
         return 0 if record.result in GOOD else 1
+
+    def _events_reader(self) -> Any:
+        """The local runtime's events for the dashboard (a cluster has none of ours)."""
+        if self.options.passes.runtime != "local":
+            return None
+        from reconciler.runtimes.local.events import read_events
+
+        return lambda limit: read_events(self.state_dir, limit)
 
     def _leadership(self) -> Leadership | None:
         """The Lease of a cluster runtime (its namespace made if missing); None locally."""
@@ -164,7 +177,8 @@ class Daemon:
         return str(last["sourceCommit"])
 
     def _serve(self, source: Any, loop: Loop, state: DaemonState, metrics: Metrics,
-               branch: str | None, probe: PoolsProbe, leadership: Leadership | None) -> int:
+               branch: str | None, probe: PoolsProbe, leadership: Leadership | None,
+               dashboard: Dashboard) -> int:
         secret = os.environ.get(SECRET_ENV) or None
         register_secret(secret)
         if not secret:
@@ -179,7 +193,7 @@ class Daemon:
         thread = threading.Thread(target=loop.run, name="loop", daemon=True)
         endpoints = Endpoints(state=state, metrics=metrics, alive=thread.is_alive,
                               trigger=loop.trigger, secret=secret, branch=branch,
-                              refresh=probe.refresh, token=token)
+                              refresh=probe.refresh, token=token, dashboard=dashboard)
         try:
             server = Server(self.options.listen, endpoints)
         except (OSError, ValueError) as exc:

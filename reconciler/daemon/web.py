@@ -118,6 +118,8 @@ class App:
         if path == "/status":
             ep.refresh()
             return as_json("200 OK", ep.state.to_json())
+        if path == "/favicon.ico":  # asked by every browser; we have none
+            return "204 No Content", [], b""
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         if ep.dashboard is not None and (path in PAGES or path.startswith("/api/")):
