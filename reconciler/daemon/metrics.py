@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -126,8 +133,20 @@ class Metrics:
             "reconciler_notifications", "Notifications sent, by target and outcome.",
             ["target", "outcome"], registry=self.registry,
         )
+        # process_start_time_seconds, process_open_fds, ...: the alerts and the operator use them
+        ProcessCollector(registry=self.registry)
         build = Info("reconciler_build", "The reconciler build.", registry=self.registry)
         build.info({"version": __version__, "python": platform.python_version()})
+        # every known label value from the start (no series appears out of nowhere)
+        from reconciler.daemon.state import RESULTS
+
+        for result in RESULTS:
+            self.passes.labels(result=result)
+        for op in ("create", "scale", "reload", "update", "delete"):
+            self.plan_actions.labels(op=op)
+        for target in ("webhook", "github"):
+            for outcome in ("sent", "failed"):
+                self.notifications.labels(target=target, outcome=outcome)
         self._state: Callable[[], Mapping[str, Any] | None] = lambda: None
         self.registry.register(StateCollector(lambda: self._state()))
 

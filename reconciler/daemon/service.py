@@ -101,6 +101,7 @@ class Daemon:
         state.last_applied = self._applied_before(state.last_good)
         leadership = self._leadership()
         metrics = Metrics()
+        metrics.interval.set(opts.interval)
         reconcile = PipelinePass(opts.passes, gate=leadership.gate if leadership else None)
         dashboard = Dashboard(state, events=self._events_reader())
         reconcile.on_planned = dashboard.record

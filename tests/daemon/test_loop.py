@@ -8,6 +8,7 @@ driven by real commits.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,7 +167,8 @@ def test_a_pass_that_only_waits_for_a_move_is_deferred_not_drift(repo: GitRepo,
     text = metrics.render().decode()
     assert "reconciler_drift_detected_total 0.0" in text
     assert 'reconciler_passes_total{result="deferred"} 1.0' in text
-    assert "reconciler_plan_actions_total{" not in text  # nothing was done
+    assert re.findall(r"^reconciler_plan_actions_total\{.*\} (\S+)$", text, re.M) == \
+        ["0.0"] * 5  # nothing was done
 
 
 def test_resync_reapplies_the_last_good_commit_while_head_is_bad(repo: GitRepo,
