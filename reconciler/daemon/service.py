@@ -27,6 +27,7 @@ from reconciler.daemon.leader import LEASE_NAME, LEASE_NAMESPACE, Leadership, id
 from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.loop import Loop
 from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.notify import Notifier, NotifySettings
 from reconciler.daemon.passes import PassSettings, PipelinePass
 from reconciler.daemon.probe import PoolsProbe
 from reconciler.daemon.server import Endpoints, Server, is_loopback, parse_listen
@@ -191,6 +192,7 @@ class Daemon:
         if not token and not is_loopback(host):
             log.warning("%s is not set: the dashboard, /status and /metrics are open to anyone "
                         "who can reach %s", TOKEN_ENV, self.options.listen)
+        notifier = self._notifier(state, metrics, source.location, branch)
         thread = threading.Thread(target=loop.run, name="loop", daemon=True)
         endpoints = Endpoints(state=state, metrics=metrics, alive=thread.is_alive,
                               trigger=loop.trigger, secret=secret, branch=branch,
@@ -216,8 +218,28 @@ class Daemon:
                 pass
         finally:
             self._shutdown(loop, thread, server, leadership)
+            if notifier is not None:
+                notifier.close(timeout=5.0)
             self._restore_signals(previous)
         return 0
+
+    def _notifier(self, state: DaemonState, metrics: Metrics, repo: str,
+                  branch: str | None) -> Notifier | None:
+        """The outgoing webhook and GitHub statuses, when the environment asks for them."""
+        try:
+            settings = NotifySettings.from_env(os.environ)
+        except ValueError as exc:
+            raise ReconcilerError(f"notifications: {exc}") from None
+        if not settings.enabled:
+            return None
+        notifier = Notifier(settings, repo=repo, branch=branch, metrics=metrics)
+        state.listeners.append(notifier.observe)
+        notifier.start()
+        targets = [name for name, on in (("webhook", settings.url),
+                                         ("GitHub commit statuses", settings.github_token))
+                   if on]
+        log.info("notifications on: %s", ", ".join(targets))
+        return notifier
 
     def _shutdown(self, loop: Loop, thread: threading.Thread, server: Server,
                   leadership: Leadership | None) -> None:
