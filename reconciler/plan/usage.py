@@ -3,8 +3,9 @@
 `plan_capacity` is the display-only `capacity` field of the plan JSON (an
 extra field of formatVersion 1): the reviewer's figures, computed once when
 the plan is made so every renderer works from the JSON alone. It costs one
-pass over the desired and the live pools (a few milliseconds at 10,000).
-Only accounts the plan touches are listed.
+pass over the desired and the live pools (~30 ms at 10,000, against ~0.5 s
+for the plan) and nothing for a plan without actions. Only accounts the plan
+touches are listed.
 
 `node_usage` places pools first-fit decreasing, as the capacity check does,
 and reports per node what is allocatable and what is placed (the dashboard).
@@ -61,7 +62,10 @@ def touched_accounts(actions: Sequence[Action]) -> list[str]:
 
 def plan_capacity(desired: DesiredState, live: LiveState, actions: Sequence[Action],
                   nodes: Sequence[Node] | None) -> dict[str, Any]:
-    """{"accounts": [...], "processors": [...]}: before -> after of each figure."""
+    """{"accounts": [...], "processors": [...]}: before -> after of each figure; {} for a
+    plan without actions (nothing to review, and a no-op plan stays as cheap as it was)."""
+    if not actions:
+        return {}
     before, after = _per_account(live.pools), _per_account(desired.pools)
     quotas_before = {q.account: q for q in live.quotas}
     quotas_after = {q.account: q for q in desired.quotas}
