@@ -4,7 +4,8 @@ A pass records the pools it saw, but replicas warm up after the pass has
 ended (the agent starts them), and with a long interval /status would show
 them pending for minutes. The probe re-reads the runtime when an endpoint is
 asked, at most once per `min_interval`, so a scraper hammering /metrics costs
-one read per second, not one per request.
+one read per second, not one per request. For the dashboard it also reads
+the runtime's report (nodes; the local agent), at most every REPORT_EVERY.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from reconciler.daemon.views import Dashboard
 from reconciler.states import LiveState
 
 log = logging.getLogger("reconciler.daemon.probe")
+REPORT_EVERY = 5.0  # seconds between reads of the runtime's report (on a cluster: a node list)
 
 
 class PoolsProbe:
@@ -31,6 +33,7 @@ class PoolsProbe:
                  dashboard: Dashboard | None = None) -> None:
         self.observe, self.state, self.metrics = observe, state, metrics
         self.report, self.dashboard = report, dashboard
+        self._reported = 0.0  # the report (nodes, agent) is read at most every REPORT_EVERY
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._last = 0.0
@@ -47,7 +50,9 @@ class PoolsProbe:
                 return
             self.state.set_pools(pools)
             self.metrics.record_pools(pools["desired"], pools["ready"])
-            if self.report is not None and self.dashboard is not None:
+            if self.report is not None and self.dashboard is not None and \
+                    time.monotonic() - self._reported >= REPORT_EVERY:
+                self._reported = time.monotonic()
                 try:
                     self.dashboard.set_report(self.report())
                 except Exception as exc:  # nodes and agent are extras; pools were read
