@@ -290,7 +290,7 @@ def call_cold(target: Target, data_root: Path, code_root: Path, payload: Any,
     args = [sys.executable, str(WORKER_SCRIPT), "--pool", f"cold:{target.commit[:12]}",
             "--entrypoint", target.entrypoint, "--code-root", str(code_root.resolve()),
             "--data-root", str(data_root.resolve()), "--model", target.model_path,
-            "--digest", target.model_digest]
+            "--digest", target.model_digest, "--exit-with-stdin"]
     # stdin stays an open pipe for the call: the worker exits when it closes, so a
     # kill -9 of invoke never leaves it behind.
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -94,7 +94,7 @@ def cold_worker_args(site_root: Path) -> list[str]:
     return [sys.executable, str(WORKER_SCRIPT), "--pool", "cold:test",
             "--entrypoint", "adder:apply", "--code-root", str(site.src),
             "--data-root", str(site.data), "--model", "data://acme/models/m1.json",
-            "--digest", sha256(site.data / "acme" / "models" / "m1.json")]
+            "--digest", sha256(site.data / "acme" / "models" / "m1.json"), "--exit-with-stdin"]
 
 
 def running(pid: int) -> bool:

@@ -1,25 +1,31 @@
 """One warm replica: one OS process that loads a model once and serves calls.
 
-Run as a script (`python .../worker.py ARGS`, how the agent starts it) or as
-`python -m reconciler.runtimes.local.worker ARGS`. It imports only the standard
-library: run as a script it never imports the `reconciler` package (whose
-config stage pulls in YAML and JSON Schema), so a replica is warm in well
-under a second.
+Run as a script (`python .../worker.py ARGS`, how the local agent starts it),
+as `python -m reconciler.runtimes.local.worker ARGS`, or as `reconciler worker`
+(the engine container's command on Kubernetes), which takes its settings from
+the environment (see `args_from_env`). It imports only the standard library:
+run as a script it never imports the `reconciler` package (whose config stage
+pulls in YAML and JSON Schema), so a replica is warm in well under a second.
 
-Warm-up, in order: resolve data://OWNER/COLLECTION/FILE under the data root
-(refusing a path that leaves it), verify the file's sha256 against the
-expected digest, import MODULE from the code root, call its `load(path)`
-(default: the file's bytes). Only then does it bind 127.0.0.1 (port chosen
-by the OS) and report ready, so it never serves before it is warm. Any
-failure is reported with its reason and the process exits 2.
+It binds its address first (`--listen`, default 127.0.0.1 with a port the OS
+chooses) and answers `GET /healthz` with 503 while it warms up, so a readiness
+probe sees "not yet" rather than a refused connection. Warm-up, in order:
+resolve data://OWNER/COLLECTION/FILE under the data root (refusing a path that
+leaves it), verify the file's sha256 against the expected digest, import MODULE
+from the code root, call its `load(path)` (default: the file's bytes). Only
+then does `/healthz` answer 200 and `POST /invoke` serve, so it never serves
+before it is warm. Any failure is reported with its reason and the process
+exits 2 (on Kubernetes: the pod never becomes ready).
 
 Reporting: with --db, into the replicas row (state, pid, port, digest);
-without (a cold worker for one `invoke`), as one JSON line on stdout.
+without (a cold worker for one `invoke`, or an engine container), as one JSON
+line on stdout.
 
-Lifetime: until SIGTERM (the agent stops it). Without --db, also until its
-stdin pipe reaches end of file: the process that started it for one call
-keeps that pipe open, so when that parent dies, even by kill -9, the kernel
-closes the pipe and the worker goes too instead of serving forever.
+Lifetime: until SIGTERM (the agent or the kubelet stops it). With
+--exit-with-stdin (a cold worker for one `invoke`), also until its stdin pipe
+reaches end of file: the process that started it for one call keeps that
+pipe open, so when that parent dies, even by kill -9, the kernel closes the
+pipe and the worker goes too instead of serving forever.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import sys
@@ -100,13 +107,37 @@ def warm_up(args: argparse.Namespace) -> tuple[Any, Any, str]:
     return function, model, actual
 
 
-def make_handler(function: Any, model: Any, digest: str) -> type[BaseHTTPRequestHandler]:
+class Replica:
+    """What the HTTP handler serves: nothing until warm_up has finished."""
+
+    def __init__(self) -> None:
+        self.function: Any = None
+        self.model: Any = None
+        self.digest: str | None = None
+        self.error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.digest is not None
+
+    def warmed(self, function: Any, model: Any, digest: str) -> None:
+        self.function, self.model = function, model
+        self.digest = digest  # last: `ready` flips only once function and model are set
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        if self.ready:
+            return 200, {"ready": True, "modelDigest": self.digest, "pid": os.getpid()}
+        state = "failed" if self.error else "warming"
+        return 503, {"ready": False, "state": state, "error": self.error, "pid": os.getpid()}
+
+
+def make_handler(replica: Replica) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path == "/healthz":
-                self._send(200, {"ready": True, "modelDigest": digest, "pid": os.getpid()})
+                self._send(*replica.health())
             else:
                 self._send(404, {"error": "not found"})
 
@@ -115,13 +146,17 @@ def make_handler(function: Any, model: Any, digest: str) -> type[BaseHTTPRequest
                 self._send(404, {"error": "not found"})
                 return
             length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length)
+            if not replica.ready:
+                self._send(*replica.health())
+                return
             try:
-                payload = json.loads(self.rfile.read(length) or b"null")
+                payload = json.loads(data or b"null")
             except ValueError as exc:
                 self._send(400, {"error": f"input is not JSON: {exc}"})
                 return
             try:
-                output = function(payload, model)
+                output = replica.function(payload, replica.model)
                 body = {"output": output}
                 json.dumps(body)
             except Exception as exc:
@@ -142,6 +177,23 @@ def make_handler(function: Any, model: Any, digest: str) -> type[BaseHTTPRequest
             return  # one line per call would flood the replica's log
 
     return Handler
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 as [::1]:8080) -> (host, port); ValueError when malformed."""
+    host, sep, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address {listen!r} is not HOST:PORT")
+    return host, int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, handler)
 
 
 def log(message: str) -> None:
@@ -229,6 +281,33 @@ class Reporter:
             print(json.dumps({"ready": False, "error": reason}), flush=True)
 
 
+# `reconciler worker` (the engine container) is configured by these variables
+# (SPEC.md section 4): variable -> (option, default; None: required).
+ENVIRONMENT = {
+    "RECONCILER_ENTRYPOINT": ("--entrypoint", None),
+    "RECONCILER_MODEL_PATH": ("--model", None),
+    "RECONCILER_MODEL_DIGEST": ("--digest", None),
+    "RECONCILER_POOL_ID": ("--pool", None),
+    "RECONCILER_DATA_ROOT": ("--data-root", "/data"),
+    "RECONCILER_CODE_ROOT": ("--code-root", "/code"),
+    "RECONCILER_LISTEN": ("--listen", "0.0.0.0:8080"),
+}
+
+
+def args_from_env(environ: dict[str, str]) -> list[str]:
+    """The worker's arguments from the RECONCILER_* variables; ValueError naming every
+    required variable that is missing or empty."""
+    missing = [name for name, (_, default) in ENVIRONMENT.items()
+               if default is None and not environ.get(name)]
+    if missing:
+        raise ValueError(f"missing environment variable(s): {', '.join(missing)}")
+    argv: list[str] = []
+    for name, (option, default) in ENVIRONMENT.items():
+        argv += [option, environ.get(name) or str(default)]
+    parse_listen(argv[argv.index("--listen") + 1])
+    return argv
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A warm replica of the local runtime.")
     parser.add_argument("--pool", required=True)
@@ -239,7 +318,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--model", required=True, help="data://OWNER/COLLECTION/FILE")
     parser.add_argument("--digest", required=True, help="sha256:<hex> expected")
-    return parser.parse_args(argv)
+    parser.add_argument("--listen", default="127.0.0.1:0",
+                        help="HOST:PORT to serve on (port 0: the OS picks one)")
+    parser.add_argument("--exit-with-stdin", action="store_true",
+                        help="also stop when stdin reaches end of file (a cold worker)")
+    args = parser.parse_args(argv)
+    try:
+        args.address = parse_listen(args.listen)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,31 +336,38 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     reporter = Reporter(args.db, args.replica)
-    if not args.db:
+    if args.exit_with_stdin:
         watch_parent(stop)
-    reporter.warming()
-    log(f"pool {args.pool} replica {args.replica}: warming up")
+    replica = Replica()
     try:
-        function, model, digest = warm_up(args)
-    except WarmupError as exc:
-        log(f"warm-up failed: {exc}")
-        reporter.failed(str(exc))
+        server = _Server(args.address, make_handler(replica))
+    except OSError as exc:
+        reason = f"cannot listen on {args.listen}: {exc.strerror or exc}"
+        log(reason)
+        reporter.failed(reason)
         return WARMUP_FAILED
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(function, model, digest))
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.1,), name="serve", daemon=True).start()
-    port = server.server_address[1]
-    if stop.is_set():  # the parent went away during warm-up: nobody to serve
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    try:
+        reporter.warming()
+        log(f"pool {args.pool} replica {args.replica}: warming up (health on {host}:{port})")
+        try:
+            replica.warmed(*warm_up(args))
+        except WarmupError as exc:
+            replica.error = str(exc)
+            log(f"warm-up failed: {exc}")
+            reporter.failed(str(exc))
+            return WARMUP_FAILED
+        if stop.is_set():  # the parent went away during warm-up: nobody to serve
+            return 0
+        reporter.ready(port, replica.digest or "")
+        log(f"ready on {host}:{port} with {replica.digest}")
+        stop.wait()
+        log("stopping")
+        return 0
+    finally:
         server.shutdown()
         server.server_close()
-        return 0
-    reporter.ready(port, digest)
-    log(f"ready on 127.0.0.1:{port} with {digest}")
-    stop.wait()
-    log("stopping")
-    server.shutdown()
-    server.server_close()
-    return 0
 
 
 if __name__ == "__main__":
