@@ -54,6 +54,10 @@ class PoolsProbe:
                     time.monotonic() - self._reported >= REPORT_EVERY:
                 self._reported = time.monotonic()
                 try:
-                    self.dashboard.set_report(self.report())
+                    report = self.report()
                 except Exception as exc:  # nodes and agent are extras; pools were read
                     log.debug("cannot read the runtime's report: %s", exc)
+                    return
+                self.dashboard.set_report(report)
+                if not report.get("nodes"):
+                    self._reported = 0.0  # the agent has not written its nodes yet
