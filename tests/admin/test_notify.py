@@ -188,3 +188,45 @@ def test_a_4xx_is_final_and_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="OWNER/NAME"):
         NotifySettings.from_env({"RECONCILER_GITHUB_TOKEN": TOKEN,
                                  "RECONCILER_GITHUB_REPO": "../../x"})
+
+
+@pytest.mark.slow
+def test_the_daemon_notifies_a_failing_commit_and_its_fix(tmp_path: Any,
+                                                           receivers: tuple[Receiver, Receiver]
+                                                           ) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+    from gitops_harness import DaemonProcess, GitRepo, write_config
+
+    hook, github = receivers
+    hook.failures = 0
+    repo = GitRepo(tmp_path / "origin")
+    write_config(repo.work)
+    first = repo.commit("one warm replica")
+    daemon = DaemonProcess(["--repo", str(repo.remote), "--interval", "1s"], tmp_path / "state",
+                           env={"RECONCILER_NOTIFY_URL": hook.url, "RECONCILER_NOTIFY_SECRET":
+                                SECRET, "RECONCILER_GITHUB_TOKEN": TOKEN,
+                                "RECONCILER_GITHUB_REPO": "acme/config",
+                                "RECONCILER_GITHUB_API": github.url}).started()
+    try:
+        wait_for(lambda: len(hook.received) == 1, timeout=20)
+        write_config(repo.work, replicas=0)
+        bad = repo.commit("invalid: zero replicas")
+        wait_for(lambda: len(hook.received) == 2, timeout=20)
+        write_config(repo.work, replicas=1)
+        fixed = repo.commit("fixed")
+        wait_for(lambda: len(hook.received) == 3 and len(github.received) == 3, timeout=20)
+    finally:
+        assert daemon.stop() == 0
+    events = [json.loads(d["body"]) for d in hook.received]
+    assert [(e["event"], e["commit"]) for e in events] == [
+        ("applied", first), ("failed", bad), ("recovered", fixed)]
+    assert "replicas" in events[1]["error"]
+    assert [(d["path"].rsplit("/", 1)[1], json.loads(d["body"])["state"])
+            for d in github.received] == [(first, "success"), (bad, "failure"),
+                                          (fixed, "success")]
+    log = daemon.output()
+    assert "notifications on: webhook, GitHub commit statuses" in log
+    assert SECRET not in log and TOKEN not in log
