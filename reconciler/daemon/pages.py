@@ -18,6 +18,7 @@ from reconciler.quantities import format_cpu, format_memory
 
 NAV = (("/", "Overview"), ("/reservations", "Reservations"), ("/capacity", "Capacity"),
        ("/plan", "Last plan"))
+MAX_ROWS = 1000  # rows of the reservations table sent at once (refreshed every 2 s)
 _env: Environment | None = None
 
 
@@ -98,8 +99,10 @@ def reservations(board: Dashboard, account: str = "", algorithm: str = "") -> Pa
             {"text": entry["source"], "cls": "source"}, entry["description"]],
             cls=state, account=entry["account"], algorithm=entry["algorithm"],
             name=entry["name"]))
-    page = Page(fields={"count": f"{len(rows)} reservations"},
-                tables={"reservations": rows})
+    count = f"{len(rows)} reservations"
+    if len(rows) > MAX_ROWS:
+        count = f"the first {MAX_ROWS} of {len(rows)} reservations: filter to see the others"
+    page = Page(fields={"count": count}, tables={"reservations": rows[:MAX_ROWS]})
     page.extra["filters"] = {"accounts": sorted(accounts), "algorithms": sorted(algorithms),
                              "account": account, "algorithm": algorithm}
     return page
