@@ -5,7 +5,8 @@ Everything else (metadata, dependencies, the version) is in pyproject.toml.
 Schemas (editors and config-examples point at it); the build carries it into
 the wheel as the package data `reconciler/schemas/*.json`, which
 `reconciler.config.schema` reads through importlib.resources. The templates of
-`reconciler init` live inside the package and ship as package data too.
+`reconciler init` and the dashboard's templates and static files live inside
+the package and ship as package data too.
 """
 
 from setuptools import find_packages, setup
@@ -13,5 +14,7 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["reconciler", "reconciler.*"]), "reconciler.schemas"],
     package_dir={"reconciler.schemas": "schemas"},
-    package_data={"reconciler.schemas": ["*.json"], "reconciler": ["templates/**/*"]},
+    package_data={"reconciler.schemas": ["*.json"], "reconciler": ["templates/**/*"],
+                  "reconciler.daemon": ["ui/templates/*.html", "ui/static/*.js",
+                                        "ui/static/*.css"]},
 )

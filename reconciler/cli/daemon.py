@@ -64,8 +64,8 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @runtime_options
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=_listen,
               metavar="HOST:PORT",
-              help="Serve /healthz /readyz /metrics /status /webhook there (port 0: any free "
-                   "port, written to STATE/daemon.json).")
+              help="Serve the dashboard, /healthz /readyz /metrics /status /webhook there "
+                   "(port 0: any free port, written to STATE/daemon.json).")
 @code_data_options
 @click.option("--wait-timeout", type=Duration(), default="300s", show_default=True,
               help="How long a pass waits for a moved pool's new replicas before deferring "
@@ -114,6 +114,11 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
     Credentials (never logged): RECONCILER_GIT_SSH_KEY (an SSH key file) or
     GIT_SSH_COMMAND; RECONCILER_GIT_TOKEN (HTTPS token).
     Webhook: RECONCILER_WEBHOOK_SECRET, the GitHub webhook secret.
+    Dashboard, /status, /metrics: RECONCILER_UI_TOKEN, a bearer token they
+    then require (Bearer, or a Basic-auth password).
+    Notifications: RECONCILER_NOTIFY_URL (+ RECONCILER_NOTIFY_SECRET to sign),
+    RECONCILER_GITHUB_TOKEN + RECONCILER_GITHUB_REPO (commit statuses;
+    RECONCILER_GITHUB_API for GitHub Enterprise).
 
     \b
     --runtime kubernetes: no local agent; one daemon per cluster reconciles,

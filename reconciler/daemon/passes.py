@@ -88,6 +88,9 @@ class PipelinePass:
         self._roots_saved: Path | None = None
         self._probe: FullRuntime | None = None  # observe()'s runtime, kept open
         self._probe_lock = threading.Lock()
+        # Told what each pass planned (pipeline.Planned), for the dashboard; it only keeps
+        # references, so a pass pays nothing for it.
+        self.on_planned: Callable[[Any], None] | None = None
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
         config_dir = snapshot.config_dir
@@ -121,6 +124,8 @@ class PipelinePass:
                               allow_mass_delete=s.allow_mass_delete,
                               allow_reduced_capacity=s.allow_reduced_capacity)
         plan = planned.plan
+        if self.on_planned is not None:
+            self.on_planned(planned)
         summary = dict(plan.summary)
         if not plan.applyable:
             return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
@@ -169,6 +174,15 @@ class PipelinePass:
                 self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
                                            kubeconfig=s.kubeconfig, context=s.context)
             return self._probe.observe()
+
+    def report(self) -> dict[str, Any]:
+        """The runtime's report (nodes; the local agent) outside any pass, for the dashboard."""
+        s = self.settings
+        with self._probe_lock:
+            if self._probe is None:
+                self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
+                                           kubeconfig=s.kubeconfig, context=s.context)
+            return self._probe.report()
 
     def close(self) -> None:
         """Close the probe's runtime (at shutdown)."""

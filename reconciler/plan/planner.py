@@ -20,6 +20,7 @@ from reconciler.plan.capacity import check_capacity, quota_errors
 from reconciler.plan.fingerprint import check_fresh, fingerprint
 from reconciler.plan.plans import Action, Plan
 from reconciler.plan.safety import check_safety, safety_options
+from reconciler.plan.usage import plan_capacity
 from reconciler.states import DesiredState, LiveState, Node, ResourceKind
 
 __all__ = ["check_fresh", "fingerprint", "make_plan", "plan_actions"]
@@ -69,6 +70,7 @@ def make_plan(
         source_commit=source_commit,
         live_revision=live.revision,
         options=_options(safety, allow_mass_delete, allow_reduced_capacity),
+        capacity=plan_capacity(desired, live, actions, nodes),
     )
 
 

@@ -199,6 +199,8 @@ class Plan:
     source_commit: str | None = None
     live_revision: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. allowMassDelete
+    # display only (the review view: plan.usage.plan_capacity); never checked on apply
+    capacity: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def applyable(self) -> bool:
@@ -228,6 +230,7 @@ class Plan:
             "actions": [action.to_json() for action in self.actions],
             "errors": [d.to_json() for d in self.errors],
             "warnings": [d.to_json() for d in self.warnings],
+            **({"capacity": dict(self.capacity)} if self.capacity else {}),
         }
 
     @classmethod
@@ -258,6 +261,7 @@ class Plan:
             source_commit=_expect(source.get("commit"), (str, type(None)), "source.commit"),
             live_revision=_expect(data.get("liveRevision", ""), str, "liveRevision"),
             options=dict(_expect(data.get("options") or {}, dict, "options")),
+            capacity=dict(_expect(data.get("capacity") or {}, dict, "capacity")),
         )
 
 

@@ -91,7 +91,8 @@ def test_commits_invalid_configs_fixes_and_drift(repo: GitRepo, tmp_path: Path) 
         code, metrics = daemon.get("/metrics")
         assert b"reconciler_drift_detected_total 1.0" in metrics
         assert b'reconciler_passes_total{result="invalid"}' in metrics
-        assert b'reconciler_warm_pools{state="ready"} 1.0' in metrics
+        assert b"reconciler_warm_replicas_ready 1.0" in metrics
+        assert b"reconciler_warm_pools 1.0" in metrics
     finally:
         assert daemon.stop() == 0, daemon.output()
     assert daemon.workers_seen, "the test saw worker processes"
