@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler import __version__
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.server import Endpoints, Server
 from reconciler.daemon.state import DaemonState, Outcome, PassRecord
@@ -88,7 +89,7 @@ def test_names_and_per_pool_series(served: tuple[str, DaemonState, Metrics]) -> 
     assert ready == {"alice": 1.0, "bob": 1.0}
     sample = found["reconciler_pool_replicas_reserved"].samples[0]
     assert set(sample.labels) == {"caller", "algorithm", "version", "pool"}
-    assert 'reconciler_leader 1.0' in text and 'version="0.1.0"' in text
+    assert 'reconciler_leader 1.0' in text and f'version="{__version__}"' in text
     assert f'applied_commit="{"a" * 40}"' in text
     # a pool that is gone has no series any more
     state.set_pools({"desired": 1, "ready": 1,

@@ -26,7 +26,8 @@ POOL = "alice.acme.adder.aaaaaaaaaaaa"
 @pytest.fixture
 def applied(local: Local, tmp_path: Path) -> Local:
     config = write_config(tmp_path / "config", replicas=2)
-    result = reconciler("apply", str(config), "--state", str(local.site.state))
+    result = reconciler("apply", str(config), "--state", str(local.site.state),
+                        "--auto-approve")
     assert result.returncode == 0, result.stderr
     return local
 
