@@ -87,13 +87,18 @@ class PipelinePass:
         self.gate = gate
         self._probe: FullRuntime | None = None  # observe()'s runtime, kept open
         self._probe_lock = threading.Lock()
+        # Told what each pass planned (pipeline.Planned), for the dashboard; it only keeps
+        # references, so a pass pays nothing for it.
+        self.on_planned: Callable[[Any], None] | None = None
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
         config_dir = snapshot.config_dir
         if not config_dir.is_dir():
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
-        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit)
+        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit,
+                             code_root=self.settings.code_root,
+                             code_digests=self.settings.runtime == "local")
         closed = self.gate() if self.gate is not None else None
         if closed:
             raise ReconcilerError(f"pass not run: {closed}")
@@ -118,6 +123,8 @@ class PipelinePass:
                               allow_mass_delete=s.allow_mass_delete,
                               allow_reduced_capacity=s.allow_reduced_capacity)
         plan = planned.plan
+        if self.on_planned is not None:
+            self.on_planned(planned)
         summary = dict(plan.summary)
         if not plan.applyable:
             return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
@@ -131,6 +138,8 @@ class PipelinePass:
         # a forced stop is reported, and resumed, by whichever runs next.
         result = execute(plan, runtime, wait_timeout=s.wait_timeout, journal_dir=s.state_dir,
                          progress=_log_entry)
+        for warning in result.warnings:  # a damaged journal, set aside: never a failure
+            log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
         pools = pools_summary(runtime.observe())
         deferred = len(result.deferred)
@@ -164,6 +173,15 @@ class PipelinePass:
                 self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
                                            kubeconfig=s.kubeconfig, context=s.context)
             return self._probe.observe()
+
+    def report(self) -> dict[str, Any]:
+        """The runtime's report (nodes; the local agent) outside any pass, for the dashboard."""
+        s = self.settings
+        with self._probe_lock:
+            if self._probe is None:
+                self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
+                                           kubeconfig=s.kubeconfig, context=s.context)
+            return self._probe.report()
 
     def close(self) -> None:
         """Close the probe's runtime (at shutdown)."""
