@@ -65,7 +65,11 @@ def worker(tmp_path: Path, *options: str) -> Iterator[tuple[int, Path, int]]:
     finally:
         proc.send_signal(signal.SIGCONT)  # a test may have stopped it
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a server stuck on its connections: never leak it
+            proc.kill()
+            proc.wait()
         proc.stdout.close()
 
 
