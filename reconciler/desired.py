@@ -24,8 +24,9 @@ def compile_config(config: Config) -> DesiredState:
     # the loader has counted already (its capacity rules need the counts); a Config
     # made another way is counted here
     counts = config.pool_counts if config.pool_counts is not None else aggregate_pools(config)
+    code = config.code_digests
     shared: dict[tuple[str, str], dict[str, Any]] = {}
-    pools = sorted((warm_pool(count, gpu_scheduling, shared) for count in counts.values()),
+    pools = sorted((warm_pool(count, gpu_scheduling, code, shared) for count in counts.values()),
                    key=_by_id)
     callers = sorted({pool.caller for pool in pools})
     tenants = tuple(Tenant(caller, str(config.accounts[caller].type)) for caller in callers)
@@ -54,16 +55,16 @@ def _by_id(pool: WarmPool) -> str:
     return pool.id
 
 
-def warm_pool(count: PoolCount, gpu_scheduling: str,
-               shared: dict[tuple[str, str], dict[str, Any]] | None = None) -> WarmPool:
-    """The pool of one count (`gpu_scheduling`: scheduling_json of the settings).
-    `shared`: the fields that depend only on the algorithm version, made once per
-    version (a big repo has ~20 pools per version)."""
+def warm_pool(count: PoolCount, gpu_scheduling: str, code: Mapping[str, str] | None,
+              shared: dict[tuple[str, str], dict[str, Any]] | None = None) -> WarmPool:
+    """The pool of one count (`gpu_scheduling`: scheduling_json of the settings; `code`:
+    Config.code_digests). `shared`: the fields that depend only on the algorithm
+    version, made once per version (a big repo has ~20 pools per version)."""
     algorithm, version = count.algorithm, count.version
     key = (algorithm.ref, version.commit)
     fields = shared.get(key) if shared is not None else None
     if fields is None:
-        fields = _version_fields(count, gpu_scheduling)
+        fields = _version_fields(count, gpu_scheduling, code)
         if shared is not None:
             shared[key] = fields
     return WarmPool(
@@ -76,7 +77,8 @@ def warm_pool(count: PoolCount, gpu_scheduling: str,
     )
 
 
-def _version_fields(count: PoolCount, gpu_scheduling: str) -> dict[str, Any]:
+def _version_fields(count: PoolCount, gpu_scheduling: str,
+                    code: Mapping[str, str] | None) -> dict[str, Any]:
     algorithm, version = count.algorithm, count.version
     gpu = str(algorithm.processor) == "gpu" or algorithm.resources.gpu > 0
     return {
@@ -94,6 +96,8 @@ def _version_fields(count: PoolCount, gpu_scheduling: str) -> dict[str, Any]:
         "model_digest": version.model.digest,
         "visibility": str(version.visibility),
         "scheduling": gpu_scheduling if gpu else "",
+        "code_digest": code.get(algorithm.entrypoint.partition(":")[0], "") if code else "",
+        "warmup_timeout": version.warmup_timeout,
     }
 
 

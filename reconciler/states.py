@@ -14,6 +14,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+DEFAULT_WARMUP_TIMEOUT = 120.0  # seconds (SPEC.md section 2: warmupTimeout)
+
 
 class ResourceKind(StrEnum):
     TENANT = "Tenant"
@@ -80,6 +82,14 @@ class WarmPool:
     # set, and for cpu pools). The Kubernetes runtime builds the pod's scheduling from it; the
     # local runtime ignores it. A change is an `update`.
     scheduling: str = ""
+    # The digest of the code the entrypoint loads from the code root (config.code): a
+    # change is a rolling `reload`, like a model digest change. "" where there is no code
+    # root (Kubernetes: the image is the code); then it is left out of the JSON form.
+    code_digest: str = ""
+    # Seconds a replica may take to load (the version's warmupTimeout); the runtime stops
+    # one that is not warm by then. Left out of to_json() at its default, so plans and
+    # stored specs written before it existed read the same.
+    warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT
 
     @property
     def algorithm(self) -> str:
@@ -90,6 +100,10 @@ class WarmPool:
         # recursive deep copy, which dominated writing a 10,000-pool plan.
         data = {name: getattr(self, name) for name in _WARM_POOL_FIELDS}
         data["sources"] = list(self.sources)
+        if not self.code_digest:
+            del data["code_digest"]  # plans, stores and annotations from before it stay equal
+        if self.warmup_timeout == DEFAULT_WARMUP_TIMEOUT:
+            del data["warmup_timeout"]
         return data
 
     @classmethod
@@ -104,8 +118,9 @@ _WARM_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(WarmPool))
 # Which WarmPool fields a change in means which plan op. Other fields
 # (version, visibility, sources, reason) are display only and never diffed.
 SCALE_FIELDS = ("replicas",)
-RELOAD_FIELDS = ("model_path", "model_digest")
-UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling")
+RELOAD_FIELDS = ("model_path", "model_digest", "code_digest")
+UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling",
+                 "warmup_timeout")
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,8 @@ def command(config_dir: Path, out: Path, no_cache: bool) -> None:
     from reconciler.runtimes.kubernetes.manifests import manifests
 
     check_out_dir(config_dir, out)
-    config = load_config(config_dir, cache_dir=options.cache_dir_for(no_cache))
+    config = load_config(config_dir, cache_dir=options.cache_dir_for(no_cache),
+                         code_digests=False)
     objects = manifests(compile_config(config), config.settings.kubernetes)
     try:
         written = write_manifests(objects, out)

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.config.documents import nearest
+from reconciler.states import DEFAULT_WARMUP_TIMEOUT
 
 API_VERSION = "reconciler/v1"
 
@@ -122,6 +123,7 @@ class Version:
     compiled_at: str  # RFC 3339 timestamp, as written
     model: Model
     index: int = 0  # position in spec.versions, for diagnostics
+    warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT  # seconds a replica may take to load
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,3 +272,8 @@ class Config:
     commit: str | None = None
     pool_counts: Mapping[PoolKey, PoolCount] | None = field(
         default=None, init=False, compare=False, repr=False)
+    # The digest of the code each entrypoint module loads ({module: "sha256:..."}), set by
+    # the loader where the code root exists (config.code); folded into the warm pools.
+    # Empty: no code root (Kubernetes: the code is in the image).
+    code_digests: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), init=False, compare=False, repr=False)

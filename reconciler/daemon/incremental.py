@@ -40,7 +40,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.config import capacity, loader
+from reconciler.config import capacity, code, loader
 from reconciler.config.model import CapacityLimit, Config, PoolCount, PoolKey, Reservation
 from reconciler.config.resolve import aggregate_pools, limit_target
 from reconciler.desired import compile_config, scheduling_json, warm_pool
@@ -86,6 +86,7 @@ class _Memory:
     by_version: dict[tuple[str, str], set[PoolKey]] = field(default_factory=dict)
     pool_ids: list[str] = field(default_factory=list)  # desired.pools' ids, sorted
     counts: dict[PoolKey, PoolCount] = field(default_factory=dict)  # config.pool_counts
+    code: tuple[list[Diagnostic], dict[str, str]] = ([], {})  # code.check_code's answer
     # CapacityLimit names by the account, or the (OWNER/NAME, commit), they limit
     limits_of: dict[str | tuple[str, str], list[str]] = field(default_factory=dict)
 
@@ -93,8 +94,11 @@ class _Memory:
 class Incremental:
     """Loads each commit into a config and desired state, reusing the last pass's."""
 
-    def __init__(self, cache_dir: Path | None) -> None:
+    def __init__(self, cache_dir: Path | None, *, code_root: Path | None = None,
+                 code_digests: bool = True) -> None:
+        """`code_root`, `code_digests`: as loader.check_config takes them."""
         self.cache_dir = cache_dir
+        self.code_root, self.code_digests = code_root, code_digests
         self.rows = RowCache()
         self._memory: _Memory | None = None
         self._live: LiveState | None = None  # what the runtime holds at _live.revision
@@ -122,13 +126,12 @@ class Incremental:
             return self._check_all(config_dir, commit, listing, files, "full")
         prefix, tree = listing
         changed = _changed(memory.tree, tree)
-        if not changed:
-            config = dataclasses.replace(memory.config, commit=commit)
-            object.__setattr__(config, "pool_counts", memory.config.pool_counts)
+        if not changed and self._code_same(memory, config_dir):
+            config = _carry(memory.config, dataclasses.replace(memory.config, commit=commit))
             memory.config, memory.commit, memory.tree = config, commit or "", tree
             return Loaded(config, memory.diags, memory.desired, set(), "unchanged",
                           memory.sums)
-        rels = _yaml_changes(changed, prefix, tree)
+        rels = _yaml_changes(changed, prefix, tree) if changed else []
         if rels is None:  # code, data or anything unclassified changed: read everything
             files = loader.read_files(config_dir, self.cache_dir)
             return self._check_all(config_dir, commit, listing, files, "full")
@@ -136,7 +139,8 @@ class Incremental:
         fresh = {rel: loader.read_file(config_dir / rel, rel, real_root, None)
                  for rel in rels if (config_dir / rel).is_file()}
         try:
-            loaded = _reservations_only(memory, rels, fresh, commit)
+            loaded = _reservations_only(memory, rels, fresh, commit) \
+                if rels and self._code_same(memory, config_dir) else None
         except Exception:  # a bug here must cost a full pass, never a wrong result
             log.exception("the incremental load failed; reading the whole config")
             files = loader.read_files(config_dir, self.cache_dir)
@@ -158,7 +162,9 @@ class Incremental:
     def _check_all(self, config_dir: Path, commit: str | None, listing: tuple[str, Tree] | None,
                    files: dict[str, loader.FileDocs], how: str) -> Loaded:
         self._memory = None
-        config, diags = loader.check_files(config_dir, files.values(), commit)
+        config, diags = loader.check_files(config_dir, files.values(), commit,
+                                           code_root=self.code_root,
+                                           code_digests=self.code_digests)
         if config is None:
             raise ConfigError([d for d in diags if d.severity is Severity.ERROR])
         desired = compile_config(config)
@@ -166,9 +172,19 @@ class Incremental:
         if listing is not None and "" not in files:  # no cache warnings to carry along
             memory = _Memory(config_dir, commit or "", listing[0], listing[1], files, config,
                              diags, desired, sums)
+            memory.code = self._code(config, config_dir)
             _index(memory)
             self._memory = memory
         return Loaded(config, diags, desired, None, how, sums)
+
+    def _code(self, config: Config, config_dir: Path) -> tuple[list[Diagnostic], dict[str, str]]:
+        root = Path(self.code_root) if self.code_root else config_dir / "src"
+        return code.check_code(config.algorithms.values(), root)
+
+    def _code_same(self, memory: _Memory, config_dir: Path) -> bool:
+        """The entrypoints' code is what the config in memory was checked with (a code
+        root outside the repository changes without Git saying so)."""
+        return self._code(memory.config, config_dir) == memory.code
 
     # --- live state -----------------------------------------------------------------------
 
@@ -272,6 +288,13 @@ def _index(memory: _Memory) -> None:
             memory.limits_of.setdefault(scope, []).append(name)
 
 
+def _carry(old: Config, new: Config) -> Config:
+    """`new` (dataclasses.replace of `old`) with the loader's non-init fields of `old`."""
+    object.__setattr__(new, "pool_counts", old.pool_counts)
+    object.__setattr__(new, "code_digests", old.code_digests)
+    return new
+
+
 def _plain_reservations(docs: Iterable[loader.FileDocs]) -> list[Reservation] | None:
     out: list[Reservation] = []
     for file in docs:
@@ -303,7 +326,7 @@ def _reservations_only(memory: _Memory, rels: list[str], fresh: dict[str, loader
     for reservation in old:
         reservations.pop(reservation.name, None)
     reservations.update((r.name, r) for r in new)
-    base = dataclasses.replace(config, reservations=reservations, commit=commit)
+    base = _carry(config, dataclasses.replace(config, reservations=reservations, commit=commit))
     # where the new reservations count (all of them must: else a rule reports them)
     probe = aggregate_pools(dataclasses.replace(base, reservations={r.name: r for r in new},
                                                 limits={}))
@@ -373,7 +396,7 @@ def _recompile(memory: _Memory, config: Config, affected: set[PoolKey],
             candidates.add(gone)
     for key in affected:
         if key in recount:
-            pool = warm_pool(recount[key], scheduling)
+            pool = warm_pool(recount[key], scheduling, config.code_digests)
             at = bisect_left(ids, pool.id)
             ids.insert(at, pool.id)
             pools.insert(at, pool)

@@ -87,9 +87,11 @@ class PipelinePass:
         lost its Lease, or is stopping); the runtime then writes nothing more."""
         self.settings = settings
         self.gate = gate
-        self._roots_saved: Path | None = None
         self._probe: FullRuntime | None = None  # observe()'s runtime, kept open
         self._probe_lock = threading.Lock()
+        # Told what each pass planned (pipeline.Planned), for the dashboard; it only keeps
+        # references, so a pass pays nothing for it.
+        self.on_planned: Callable[[Any], None] | None = None
         self._incremental: Incremental | None = None  # made at the first pass
         self._full = True
         self._settle = False  # collect and freeze after this pass (see __call__)
@@ -120,7 +122,8 @@ class PipelinePass:
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
         if self._incremental is None:
-            self._incremental = Incremental(self._cache_dir())
+            self._incremental = Incremental(self._cache_dir(), code_root=self.settings.code_root,
+                                            code_digests=self.settings.runtime == "local")
         full, self._full = self._full, False
         loaded = self._incremental.load(config_dir, snapshot.commit, full=full)
         self._settle = loaded.how in ("full", "files")
@@ -157,6 +160,8 @@ class PipelinePass:
                               allow_mass_delete=s.allow_mass_delete,
                               allow_reduced_capacity=s.allow_reduced_capacity)
         plan = planned.plan
+        if self.on_planned is not None:
+            self.on_planned(planned)
         summary = dict(plan.summary)
         # a remembered live state has no replica status: /status keeps the probe's pools
         seen = pools_summary(planned.live) if live is None else None
@@ -164,7 +169,7 @@ class PipelinePass:
             return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
                            pools=seen)
         if plan.empty:
-            self._save_roots(runtime, config_dir)
+            runtime.save_roots()  # every pass: a commit may change the catalog alone
             memory.applied(loaded.desired, runtime)
             return Outcome(UNCHANGED, summary, pools=seen)
         log.info("applying %s", ", ".join(f"{n} {op}" for op, n in summary.items() if n),
@@ -173,8 +178,9 @@ class PipelinePass:
         # a forced stop is reported, and resumed, by whichever runs next.
         result = execute(plan, runtime, wait_timeout=s.wait_timeout, journal_dir=s.state_dir,
                          progress=_log_entry)
+        for warning in result.warnings:  # a damaged journal, set aside: never a failure
+            log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
-        self._roots_saved = config_dir
         deferred = len(result.deferred)
         if result.ok and not deferred:
             memory.applied(loaded.desired, runtime)
@@ -198,7 +204,8 @@ class PipelinePass:
         s = self.settings
         return open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
                             config_dir=config_dir, data_root=s.data_root, code_root=s.code_root,
-                            kubeconfig=s.kubeconfig, context=s.context, gate=self.gate)
+                            kubeconfig=s.kubeconfig, context=s.context, gate=self.gate,
+                            config=config)
 
     def observe(self) -> LiveState:
         """A read of the runtime outside any pass (the pools on /status and the gauges).
@@ -211,18 +218,21 @@ class PipelinePass:
                                            kubeconfig=s.kubeconfig, context=s.context)
             return self._probe.observe()
 
+    def report(self) -> dict[str, Any]:
+        """The runtime's report (nodes; the local agent) outside any pass, for the dashboard."""
+        s = self.settings
+        with self._probe_lock:
+            if self._probe is None:
+                self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
+                                           kubeconfig=s.kubeconfig, context=s.context)
+            return self._probe.report()
+
     def close(self) -> None:
         """Close the probe's runtime (at shutdown)."""
         with self._probe_lock:
             if self._probe is not None:
                 self._probe.close()
                 self._probe = None
-
-    def _save_roots(self, runtime: FullRuntime, config_dir: Path) -> None:
-        """Tell the agent where this config's data and code are, once per directory."""
-        if self._roots_saved != config_dir:
-            runtime.save_roots()
-            self._roots_saved = config_dir
 
     def _cache_dir(self) -> Path | None:
         from reconciler.config.cache import default_cache_dir

@@ -69,6 +69,8 @@ class Envtest:
     workdir: Path
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = 0
+    authorization: str = "AlwaysAllow"  # "RBAC" for tests of permissions
+    extra_args: tuple[str, ...] = ()  # more kube-apiserver flags (e.g. an audit log)
     kubeconfig: Path = field(init=False)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -115,13 +117,13 @@ class Envtest:
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
             "--secure-port", str(self.port), "--cert-dir", str(run / "certs"),
             "--token-auth-file", str(self.workdir / "tokens.csv"),
-            "--authorization-mode", "AlwaysAllow",
+            "--authorization-mode", self.authorization,
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-account-key-file", str(key),
             "--service-account-signing-key-file", str(key),
             "--service-cluster-ip-range", "10.0.0.0/24",
             "--disable-admission-plugins", "ServiceAccount",
-            "--allow-privileged=true",
+            "--allow-privileged=true", *self.extra_args,
         ])
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:

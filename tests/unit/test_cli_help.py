@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -23,11 +24,16 @@ def synopsis(name: str) -> str:
     return match[1]
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
+# Commands whose module exists (COMMANDS may name one before it is written).
+AVAILABLE = sorted(name for name, (module, _) in COMMANDS.items()
+                   if importlib.util.find_spec(module) is not None)
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
 def test_every_option_is_in_the_readme_synopsis(name: str) -> None:
     command: click.Command = importlib.import_module(COMMANDS[name][0]).command
     text = synopsis(name)
-    assert text.startswith(f"reconciler {name} ")
+    assert re.match(rf"reconciler {name}(\s|$)", text)
     flags = {opt for param in command.params if isinstance(param, click.Option)
              for opt in param.opts if opt.startswith("--")}
     missing = sorted(flag for flag in flags - SHARED

@@ -24,6 +24,8 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30.0  # seconds per request; a list of 20,000 objects fits well within it
 RETRYABLE = {409, 429}
+# Metadata only (no spec, no Secret data) where a list needs no more; plain JSON otherwise.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 class ApiError(RuntimeFault):
@@ -72,12 +74,13 @@ class Api:
         self.timeout = timeout
 
     def request(self, method: str, path: str, *, query: dict[str, str] | None = None,
-                body: Any = None, content_type: str | None = None) -> dict[str, Any]:
+                body: Any = None, content_type: str | None = None,
+                accept: str = "application/json") -> dict[str, Any]:
         """Send one request; the decoded JSON answer. ApiError on any failure."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         args = self.client.param_serialize(method, path, query_params=list((query or {}).items()),

@@ -33,7 +33,13 @@ from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.base import NotReady
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.runtimes.kubernetes import observed
-from reconciler.runtimes.kubernetes.client import MERGE_PATCH, Api, ApiError, connect
+from reconciler.runtimes.kubernetes.client import (
+    MERGE_PATCH,
+    METADATA_LIST,
+    Api,
+    ApiError,
+    connect,
+)
 from reconciler.states import LiveState, Node, Quota, Tenant, WarmPool
 
 log = logging.getLogger("reconciler.runtimes.kubernetes")
@@ -183,7 +189,8 @@ class KubernetesRuntime:
             if fields:
                 query["fieldSelector"] = fields
             try:
-                listed = self.api.get(template.format(ns=namespace), **query)
+                listed = self.api.request("GET", template.format(ns=namespace), query=query,
+                                          accept=METADATA_LIST)  # names only: no Secret data
             except ApiError as exc:
                 if exc.status == 404:  # the kind is not served here, or the namespace is gone
                     continue

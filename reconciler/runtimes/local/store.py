@@ -11,8 +11,8 @@ killed at any moment leaves the store consistent.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -20,12 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError, RuntimeFault
 from reconciler.runtimes.local.lock import is_held
-from reconciler.states import WarmPool
 from reconciler.timestamps import now_rfc3339
+
+if TYPE_CHECKING:
+    from reconciler.states import WarmPool
 
 AGENT_LOCK = "agent.lock"  # held (flock) by the running agent for as long as it runs
 
@@ -75,6 +77,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX pools_seq ON pools (seq);
     """,
+    # 5: the version catalog invoke routes by without loading the config (catalog.py), and
+    # the GPU devices a replica was given (CUDA_VISIBLE_DEVICES).
+    """
+    CREATE TABLE versions (algorithm TEXT NOT NULL, sha TEXT NOT NULL, version TEXT,
+                           visibility TEXT NOT NULL, latest_public INTEGER NOT NULL,
+                           PRIMARY KEY (algorithm, sha)) WITHOUT ROWID;
+    CREATE INDEX versions_number ON versions (algorithm, version);
+    ALTER TABLE replicas ADD COLUMN devices TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -90,8 +101,13 @@ def current_ready(state: str, replica_spec_hash: str, pool_spec_hash: str) -> bo
 def spec_hash(pool: WarmPool) -> str:
     """What a running replica must match: a change here means a rolling replace.
     Replica count, sources and display fields are deliberately left out."""
-    fields = (pool.model_path, pool.model_digest, pool.image, pool.entrypoint,
-              pool.processor, pool.cpu, pool.memory, str(pool.gpu))
+    import hashlib  # here: `invoke`, which never hashes a spec, does not load OpenSSL
+
+    fields: tuple[str, ...] = (pool.model_path, pool.model_digest, pool.image,
+                               pool.entrypoint, pool.processor, pool.cpu, pool.memory,
+                               str(pool.gpu))
+    if pool.code_digest:  # only when there is one: stores from before it keep their hashes
+        fields += (pool.code_digest,)
     return hashlib.sha256("\0".join(fields).encode()).hexdigest()[:16]
 
 
@@ -112,12 +128,52 @@ class Store:
         self.path = self.state_dir / DB_NAME
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._read_only = False
 
     @staticmethod
     def exists(state_dir: Path) -> bool:
         return (Path(state_dir) / DB_NAME).is_file()
 
+    def read_only(self) -> bool:
+        """The state directory (or its store) exists but this process may not write it:
+        `status` and `plan` still read it (a backup, another user's state)."""
+        return self.path.is_file() and not (os.access(self.state_dir, os.W_OK)
+                                            and os.access(self.path, os.W_OK))
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes. SQLite reads a WAL store only where it can make
+        the -shm file; where it cannot (the directory is read-only for this user), the
+        store is opened as immutable: exact for a read-only copy, but while a writer
+        elsewhere changes it a read may see it half-way (or fail): run status with write
+        access to the state directory for a live view of a running agent."""
+        uri = self.path.resolve().as_uri()
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + query, uri=True, timeout=self.busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                continue
+            conn.row_factory = sqlite3.Row
+            conn.create_function("current_ready", 3, current_ready, deterministic=True)
+            version = _schema_version(conn)
+            if version != SCHEMA_VERSION:
+                conn.close()
+                raise RuntimeFault(f"the local store {self.path} is at schema version "
+                                   f"{version}, not {SCHEMA_VERSION}, and its directory is "
+                                   f"read-only: run this reconciler with a writable --state once")
+            return conn
+        raise RuntimeFault(f"cannot read the local store {self.path} (its directory is "
+                           f"read-only)")
+
     def _connect(self) -> sqlite3.Connection:
+        if self._conn is None and self.read_only():
+            try:
+                self._conn = self._connect_read_only()
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            self._read_only = True
         if self._conn is None:
             try:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +199,9 @@ class Store:
         """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
         with self._lock:
             conn = self._connect()
+            if self._read_only:
+                raise ReconcilerError(f"cannot write the local store {self.path}: its state "
+                                      f"directory is read-only for this user")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -168,11 +227,23 @@ class Store:
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
 
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """One read statement, outside any explicit transaction: a single statement sees one
+        snapshot, so this is consistent and saves the BEGIN and COMMIT of read() (routing
+        a call is one such query)."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                self._read_only = False
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:
@@ -239,9 +310,18 @@ def bump_generation(conn: sqlite3.Connection) -> None:
     set_meta(conn, "generation", str(generation(conn) + 1))
 
 
+# The event log as log lines too, on this logger: the agent keeps it quiet (WARNING)
+# unless it runs alone (`reconciler agent`); inside the daemon, whose every line names a
+# pass, the store keeps them.
+EVENTS_LOGGER = "reconciler.agent.events"
+
+
 def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None,
               replica_id: int | None = None) -> None:
     """The agent's record of every state change; trimmed so it never grows without bound."""
+    import logging  # here: `invoke` writes no events and need not load it
+
+    logging.getLogger(EVENTS_LOGGER).info("%s%s", f"{pool_id}: " if pool_id else "", message)
     cursor = conn.execute(
         "INSERT INTO events (time, pool_id, replica_id, message) VALUES (?, ?, ?, ?)",
         (now_rfc3339(), pool_id, replica_id, message))
@@ -252,20 +332,22 @@ def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None
 def load_pools(conn: sqlite3.Connection, *, oldest_first: bool = False
                ) -> list[tuple[WarmPool, sqlite3.Row]]:
     """Every pool with its row, in id order, or in creation order with `oldest_first`."""
+    from reconciler.states import WarmPool
+
     order = "seq, id" if oldest_first else "id"
     rows = conn.execute(f"SELECT * FROM pools ORDER BY {order}").fetchall()
     # one JSON decode for all the specs (not one per row: a decode call costs more than
     # its parsing for a spec this small); each spec is a JSON object written by apply
     specs = json.loads("[" + ",".join(row["spec"] for row in rows) + "]") if rows else []
-    return [(_pool(spec), row) for spec, row in zip(specs, rows, strict=True)]
+    return [(_pool(WarmPool, spec), row) for spec, row in zip(specs, rows, strict=True)]
 
 
-def _pool(spec: Any) -> WarmPool:
+def _pool(cls: type[WarmPool], spec: Any) -> WarmPool:
     """WarmPool.from_json on a dict decoded here (so it may be changed in place)."""
     if not isinstance(spec, dict):
         raise RuntimeFault("local store: a pool's spec is not a JSON object")
     spec["sources"] = tuple(spec.get("sources") or ())
-    return WarmPool(**spec)
+    return cls(**spec)
 
 
 def agent_info(conn: sqlite3.Connection, state_dir: Path) -> dict[str, Any]:
