@@ -46,6 +46,7 @@ def plan_config(
     candidates: Collection[str] | None = None,
     rows: RowCache | None = None,
     sums: Totals | None = None,
+    live_sums: Totals | None = None,
 ) -> Planned:
     """load_config -> compile_config -> runtime.observe()/nodes() -> make_plan.
     Raises ConfigError for an invalid config; a refused plan comes back with errors.
@@ -53,7 +54,7 @@ def plan_config(
     `config`: an already loaded config of `config_dir` (the CLI loads it
     first to open the runtime with its Settings); then nothing is loaded again.
     `desired`, `live`: already compiled / observed (the daemon keeps them between
-    passes); `candidates`, `rows`, `sums`: see make_plan.
+    passes); `candidates`, `rows`, `sums`, `live_sums`: see make_plan.
     """
     if config is None:
         config = load_config(config_dir, cache_dir=cache_dir, commit=commit,
@@ -73,6 +74,7 @@ def plan_config(
         candidates=candidates,
         rows=rows,
         sums=sums,
+        live_sums=live_sums,
     )
     if runtime.name == "kubernetes":
         # `apply --plan FILE` must write to the same namespaces even when the config dir

@@ -102,6 +102,9 @@ class Incremental:
         self.rows = RowCache()
         self._memory: _Memory | None = None
         self._live: LiveState | None = None  # what the runtime holds at _live.revision
+        self._live_sums: Totals | None = None  # capacity.totals of _live.pools
+        # capacity.totals of the live state `live()` last gave (None: it gave none)
+        self.live_sums: Totals | None = None
 
     def forget(self) -> None:
         self._memory, self._live = None, None
@@ -194,22 +197,29 @@ class Incremental:
         (at the end of the next clean pass) remembers a live state again."""
         revision = getattr(runtime, "revision", None)
         known, self._live = self._live, None
+        self.live_sums, self._live_sums = self._live_sums, None
         if known is None or revision is None:
+            self.live_sums = None
             return None
         try:
             now = revision()
         except Exception:  # noqa: BLE001 - a failed read only costs a full observe
+            self.live_sums = None
             return None
-        return known if now == known.revision else None
+        if now != known.revision:
+            self.live_sums = None
+            return None
+        return known
 
-    def applied(self, desired: DesiredState, runtime: Any) -> None:
+    def applied(self, desired: DesiredState, runtime: Any, sums: Totals | None = None) -> None:
         """Every action of the pass succeeded (or there were none): the runtime now holds
-        exactly `desired`, at its current revision."""
+        exactly `desired`, at its current revision (`sums`: capacity.totals of its pools)."""
         revision = getattr(runtime, "revision", None)
-        self._live = None
+        self._live, self._live_sums = None, None
         if revision is not None:
             self._live = LiveState(desired.tenants, desired.quotas, desired.pools,
                                    revision=revision())
+            self._live_sums = sums
 
 
 

@@ -156,7 +156,7 @@ class PipelinePass:
         planned = plan_config(config_dir, runtime, commit=snapshot.commit, config=loaded.config,
                               desired=loaded.desired, live=live,
                               candidates=loaded.candidates if live is not None else None,
-                              rows=memory.rows, sums=loaded.sums,
+                              rows=memory.rows, sums=loaded.sums, live_sums=memory.live_sums,
                               allow_mass_delete=s.allow_mass_delete,
                               allow_reduced_capacity=s.allow_reduced_capacity)
         plan = planned.plan
@@ -170,7 +170,7 @@ class PipelinePass:
                            pools=seen)
         if plan.empty:
             runtime.save_roots()  # every pass: a commit may change the catalog alone
-            memory.applied(loaded.desired, runtime)
+            memory.applied(loaded.desired, runtime, loaded.sums)
             return Outcome(UNCHANGED, summary, pools=seen)
         log.info("applying %s", ", ".join(f"{n} {op}" for op, n in summary.items() if n),
                  extra={"summary": summary})
@@ -183,7 +183,7 @@ class PipelinePass:
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
         deferred = len(result.deferred)
         if result.ok and not deferred:
-            memory.applied(loaded.desired, runtime)
+            memory.applied(loaded.desired, runtime, loaded.sums)
         # after an incremental pass, observing 100,000 pools for /status would cost more
         # than the pass: the probe reads them when /status or /metrics is asked
         pools = pools_summary(runtime.observe()) if loaded.candidates is None else None

@@ -72,17 +72,23 @@ Spec = tuple[str, str, str, int]  # (processor, cpu, memory, gpu) as a pool has 
 @dataclass(frozen=True)
 class Totals:
     """What the capacity checks need of a desired state's pools, in sums: per caller
-    (engines, GPUs) and per pool spec the replicas. `totals(pools)` makes them; the
+    (engines, GPUs) and pool count, and per pool spec the replicas. `totals(pools)` makes them; the
     daemon keeps them between plans with `Totals.moved` (O(changed pools)), so that
     checking one changed reservation does not walk 100,000 pools."""
 
     usage: dict[str, tuple[int, int]]
     specs: dict[Spec, int]
+    pools: dict[str, int]  # how many pools each caller has
 
     def moved(self, removed: Iterable[WarmPool], added: Iterable[WarmPool]) -> Totals:
-        usage, specs = dict(self.usage), dict(self.specs)
+        usage, specs, counts = dict(self.usage), dict(self.specs), dict(self.pools)
         for sign, pools in ((-1, removed), (1, added)):
             for pool in pools:
+                count = counts.get(pool.caller, 0) + sign
+                if count:
+                    counts[pool.caller] = count
+                else:
+                    counts.pop(pool.caller, None)
                 engines, gpus = usage.get(pool.caller, (0, 0))
                 engines += sign * pool.replicas
                 gpus += sign * pool.replicas * pool.gpu
@@ -96,14 +102,16 @@ class Totals:
                     specs[spec] = replicas
                 else:
                     specs.pop(spec, None)
-        return Totals(usage, specs)
+        return Totals(usage, specs, counts)
 
 
 def totals(pools: Sequence[WarmPool]) -> Totals:
     specs: dict[Spec, int] = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
     for pool in pools:
         specs[(pool.processor, pool.cpu, pool.memory, pool.gpu)] += pool.replicas
-    return Totals(_usage(pools), dict(specs))
+        counts[pool.caller] += 1
+    return Totals(_usage(pools), dict(specs), dict(counts))
 
 
 def _spec(pool: WarmPool) -> Spec:

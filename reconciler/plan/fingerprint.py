@@ -60,8 +60,10 @@ def fingerprint(desired: DesiredState, live_revision: str,
     if rows is not None:
         digests, accounts = rows.digests(desired.pools), rows.accounts(desired)
     else:
-        digests, accounts = _digests(_sorted_pools(desired.pools)), _accounts(desired)
-    digest = hashlib.sha256(_dumps([accounts, live_revision]).encode() + b"\0")
+        digests, accounts = _digests(_sorted_pools(desired.pools)), _dumps(_accounts(desired))
+    # the JSON of [accounts, live_revision], the accounts' part encoded once
+    head = f"[{accounts},{_dumps(live_revision)}]"
+    digest = hashlib.sha256(head.encode() + b"\0")
     digest.update(b"".join(digests))
     return "sha256:" + digest.hexdigest()
 
@@ -99,13 +101,14 @@ class RowCache:
     def __init__(self) -> None:
         self._digests: dict[int, bytes] = {}
         self._alive: dict[int, WarmPool] = {}
-        self._accounts: tuple[Any, Any, dict[str, Any]] | None = None
+        self._accounts: tuple[Any, Any, str] | None = None
 
-    def accounts(self, desired: DesiredState) -> dict[str, Any]:
-        """The tenants' and quotas' rows, kept while they are the same tuples."""
+    def accounts(self, desired: DesiredState) -> str:
+        """The tenants' and quotas' rows as JSON, kept while they are the same tuples."""
         known = self._accounts
         if known is None or known[0] is not desired.tenants or known[1] is not desired.quotas:
-            known = self._accounts = (desired.tenants, desired.quotas, _accounts(desired))
+            known = self._accounts = (desired.tenants, desired.quotas,
+                                      _dumps(_accounts(desired)))
         return known[2]
 
     def digests(self, pools: tuple[WarmPool, ...]) -> list[bytes]:

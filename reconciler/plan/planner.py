@@ -48,6 +48,7 @@ def make_plan(
     candidates: Collection[str] | None = None,
     rows: RowCache | None = None,
     sums: Totals | None = None,
+    live_sums: Totals | None = None,
 ) -> Plan:
     """Diff, order, check quotas and their surge, place on nodes (skipped when
     `nodes` is None, as in `diff` between two commits), apply safety limits.
@@ -59,7 +60,7 @@ def make_plan(
     others are equal; both sides' pools sorted by id, as compile and observe give
     them), so only they are compared; `rows` caches the fingerprint's pool rows
     between plans; `sums` are capacity.totals(desired.pools), kept up to date by the
-    caller. None of them changes the result."""
+    caller, and `live_sums` the same of live.pools. None of them changes the result."""
     actions = plan_actions(desired, live, candidates)
     if sums is None:
         sums = totals(desired.pools)
@@ -84,7 +85,8 @@ def make_plan(
         source_commit=source_commit,
         live_revision=live.revision,
         options=_options(safety, allow_mass_delete, allow_reduced_capacity),
-        capacity=plan_capacity(desired, live, actions, nodes),
+        capacity=plan_capacity(desired, live, actions, nodes, before_sums=live_sums,
+                               after_sums=sums),
     )
 
 

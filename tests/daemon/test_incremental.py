@@ -145,13 +145,14 @@ def test_incremental_equals_full(base_repo: Path, tmp_path: Path, steps: list[An
             live = incremental.live(runtime)
             fast = plan_config(repo, runtime, config=loaded.config, desired=loaded.desired,
                                live=live, candidates=loaded.candidates if live else None,
-                               rows=incremental.rows, sums=loaded.sums)
+                               rows=incremental.rows, sums=loaded.sums,
+                               live_sums=incremental.live_sums)
             slow = plan_config(repo, runtime, config=config)
             assert fast.plan.to_json() == slow.plan.to_json()
             assert fast.plan.applyable, fast.plan.errors
             for action in fast.plan.actions:
                 runtime.apply(action)
-            incremental.applied(loaded.desired, runtime)
+            incremental.applied(loaded.desired, runtime, loaded.sums)
         finally:
             runtime.close()
     shutil.rmtree(work)
