@@ -161,7 +161,8 @@ def measure(repo: Path, state: Path, env: dict[str, str], commits: int) -> dict[
         "commits": commits, "first_pass_seconds": first_pass, "first_pass": first["msg"],
         "latency_p50": statistics.median(latencies),
         "latency_p95": ordered[max(0, round(0.95 * len(ordered)) - 1)],
-        "latency_max": ordered[-1], "results": sorted(set(results)),
+        "latency_max": ordered[-1], "latencies": [round(x, 3) for x in latencies],
+        "results": sorted(set(results)),
         "rss_start_mb": rss[0], "rss_after_first_mb": rss[1] if len(rss) > 1 else rss[0],
         "rss_end_mb": rss[-1], "rss_max_mb": max(rss),
     }
