@@ -239,7 +239,7 @@ def table(results: dict[str, Any]) -> str:
                   f"{r['reconciler_requests']} | {r['kubectl_seconds']} | "
                   f"{r['kubectl_requests']} |" for r in kube]
     else:
-        lines.append(f"Kubernetes: {kube}")
+        lines.append(f"\nKubernetes: {kube}")
     lines.append("")
     for name, check in results["checks"].items():
         value = check["value"]
