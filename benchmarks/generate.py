@@ -16,15 +16,21 @@ Shape for N reservations (same seed, same bytes):
   every account that reserves, and version limits (maximumParallelCapacity,
   sometimes minimumParallelCapacity) for every tenth algorithm, all with
   headroom, so the repo validates cleanly (limits/);
-- a Settings document.
+- a Settings document with local nodes sized to fit every replica (about one
+  cpu node per 250 reservations and one gpu node per 500), so the repo plans
+  and applies as it is on the local runtime.
 Model data files are not written: digests are checked by the runtime only.
+With --git the directory is made a Git repository (branch main) with the
+files committed, as the daemon and `reconciler diff` read it.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -162,7 +168,42 @@ def write_repo(out: Path, orgs: dict[str, list[str]], algorithms: list[tuple[str
     (out / "limits" / "limits.yaml").write_text("---\n".join(limits))
     (out / "settings.yaml").write_text(
         f"{HEADER}kind: Settings\nmetadata:\n  name: settings\nspec:\n"
-        "  safety:\n    maxDeletions: 100\n    maxDeletePercent: 50\n")
+        "  safety:\n    maxDeletions: 100\n    maxDeletePercent: 50\n"
+        + local_nodes(len(reservations)))
+
+
+# Roomy local nodes for the generated repo (at most 3 replicas of 500m CPU / 256Mi per
+# reservation): a cpu node per 250 reservations, a gpu node per 500.
+CPU_NODE = '      - {{name: cpu-{i:03d}, processor: cpu, cpu: "256", memory: 1Ti, pods: 1000}}\n'
+GPU_NODE = ('      - {{name: gpu-{i:03d}, processor: gpu, cpu: "256", memory: 1Ti, gpu: 1000, '
+            'pods: 1000}}\n')
+
+
+def local_nodes(reservations: int) -> str:
+    """Settings.spec.local with nodes that fit every replica of the generated repo."""
+    nodes = [CPU_NODE.format(i=i) for i in range(max(2, reservations // 250))]
+    nodes += [GPU_NODE.format(i=i) for i in range(max(2, reservations // 500))]
+    return "  local:\n    nodes:\n" + "".join(nodes)
+
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+
+
+def git(out: Path, *args: str) -> str:
+    env = {**os.environ, **GIT_IDENTITY}
+    done = subprocess.run(["git", "-C", str(out), *args], check=True, capture_output=True,
+                          text=True, env=env)
+    return done.stdout.strip()
+
+
+def commit_all(out: Path, message: str) -> str:
+    """Commit every file of `out` (a Git repository made here if it is none); the commit id."""
+    if not (out / ".git").exists():
+        git(out, "init", "--quiet", "--initial-branch=main")
+    git(out, "add", "--all")
+    git(out, "commit", "--quiet", "--allow-empty", "-m", message)
+    return git(out, "rev-parse", "HEAD")
 
 
 def main() -> None:
@@ -170,9 +211,14 @@ def main() -> None:
     parser.add_argument("--reservations", type=int, default=10_000, help="N (default 10000)")
     parser.add_argument("--out", type=Path, required=True, help="directory to write")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--git", action="store_true",
+                        help="make DIR a Git repository (branch main) and commit the files")
     args = parser.parse_args()
     counts = generate(args.reservations, args.out, args.seed)
-    print(" ".join(f"{k}={v}" for k, v in counts.items()), f"-> {args.out}")
+    where = str(args.out)
+    if args.git:
+        where += f" (commit {commit_all(args.out, f'{args.reservations} reservations')[:12]})"
+    print(" ".join(f"{k}={v}" for k, v in counts.items()), f"-> {where}")
 
 
 if __name__ == "__main__":

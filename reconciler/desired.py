@@ -25,8 +25,9 @@ def compile_config(config: Config) -> DesiredState:
     # made another way is counted here
     counts = config.pool_counts if config.pool_counts is not None else aggregate_pools(config)
     code = config.code_digests
-    pools = sorted((_warm_pool(count, gpu_scheduling, code) for count in counts.values()),
-                   key=lambda pool: pool.id)
+    shared: dict[tuple[str, str], dict[str, Any]] = {}
+    pools = sorted((warm_pool(count, gpu_scheduling, code, shared) for count in counts.values()),
+                   key=_by_id)
     callers = sorted({pool.caller for pool in pools})
     tenants = tuple(Tenant(caller, str(config.accounts[caller].type)) for caller in callers)
     quotas = compile_quotas(config.limits.values())
@@ -50,32 +51,54 @@ def _toleration(toleration: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in toleration.items() if value not in (None, "")}
 
 
-def _warm_pool(count: PoolCount, gpu_scheduling: str, code: Mapping[str, str]) -> WarmPool:
+def _by_id(pool: WarmPool) -> str:
+    return pool.id
+
+
+def warm_pool(count: PoolCount, gpu_scheduling: str, code: Mapping[str, str] | None,
+              shared: dict[tuple[str, str], dict[str, Any]] | None = None) -> WarmPool:
+    """The pool of one count (`gpu_scheduling`: scheduling_json of the settings; `code`:
+    Config.code_digests). `shared`: the fields that depend only on the algorithm
+    version, made once per version (a big repo has ~20 pools per version)."""
     algorithm, version = count.algorithm, count.version
-    gpu = str(algorithm.processor) == "gpu" or algorithm.resources.gpu > 0
+    key = (algorithm.ref, version.commit)
+    fields = shared.get(key) if shared is not None else None
+    if fields is None:
+        fields = _version_fields(count, gpu_scheduling, code)
+        if shared is not None:
+            shared[key] = fields
     return WarmPool(
         id=pool_id(count.caller, algorithm.owner, algorithm.name, version.commit),
         caller=count.caller,
-        owner=algorithm.owner,
-        name=algorithm.name,
-        commit=version.commit,
-        version=version.version,
         replicas=count.replicas,
-        processor=str(algorithm.processor),
-        cpu=algorithm.resources.cpu,
-        memory=algorithm.resources.memory,
-        gpu=algorithm.resources.gpu,
-        image=algorithm.image,
-        entrypoint=algorithm.entrypoint,
-        model_path=version.model.path,
-        model_digest=version.model.digest,
-        visibility=str(version.visibility),
         sources=count.sources,
         reason="; ".join(count.reasons),
-        scheduling=gpu_scheduling if gpu else "",
-        code_digest=code.get(algorithm.entrypoint.partition(":")[0], "") if code else "",
-        warmup_timeout=version.warmup_timeout,
+        **fields,
     )
+
+
+def _version_fields(count: PoolCount, gpu_scheduling: str,
+                    code: Mapping[str, str] | None) -> dict[str, Any]:
+    algorithm, version = count.algorithm, count.version
+    gpu = str(algorithm.processor) == "gpu" or algorithm.resources.gpu > 0
+    return {
+        "owner": algorithm.owner,
+        "name": algorithm.name,
+        "commit": version.commit,
+        "version": version.version,
+        "processor": str(algorithm.processor),
+        "cpu": algorithm.resources.cpu,
+        "memory": algorithm.resources.memory,
+        "gpu": algorithm.resources.gpu,
+        "image": algorithm.image,
+        "entrypoint": algorithm.entrypoint,
+        "model_path": version.model.path,
+        "model_digest": version.model.digest,
+        "visibility": str(version.visibility),
+        "scheduling": gpu_scheduling if gpu else "",
+        "code_digest": code.get(algorithm.entrypoint.partition(":")[0], "") if code else "",
+        "warmup_timeout": version.warmup_timeout,
+    }
 
 
 def compile_quotas(limits: Iterable[CapacityLimit]) -> tuple[Quota, ...]:

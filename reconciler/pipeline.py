@@ -8,7 +8,7 @@ the file system.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from typing import Any
 from reconciler.config.loader import load_config
 from reconciler.config.model import Config, KubernetesSettings
 from reconciler.desired import compile_config
+from reconciler.plan.capacity import Totals
+from reconciler.plan.fingerprint import RowCache
 from reconciler.plan.planner import make_plan
 from reconciler.plan.plans import Plan
 from reconciler.runtimes.base import Runtime
@@ -39,18 +41,28 @@ def plan_config(
     allow_mass_delete: bool = False,
     allow_reduced_capacity: bool = False,
     config: Config | None = None,
+    desired: DesiredState | None = None,
+    live: LiveState | None = None,
+    candidates: Collection[str] | None = None,
+    rows: RowCache | None = None,
+    sums: Totals | None = None,
+    live_sums: Totals | None = None,
 ) -> Planned:
     """load_config -> compile_config -> runtime.observe()/nodes() -> make_plan.
     Raises ConfigError for an invalid config; a refused plan comes back with errors.
 
     `config`: an already loaded config of `config_dir` (the CLI loads it
     first to open the runtime with its Settings); then nothing is loaded again.
+    `desired`, `live`: already compiled / observed (the daemon keeps them between
+    passes); `candidates`, `rows`, `sums`, `live_sums`: see make_plan.
     """
     if config is None:
         config = load_config(config_dir, cache_dir=cache_dir, commit=commit,
                              code_digests=runtime.name == "local")
-    desired = compile_config(config)
-    live = runtime.observe()
+    if desired is None:
+        desired = compile_config(config)
+    if live is None:
+        live = runtime.observe()
     plan = make_plan(
         desired, live, runtime.nodes(),
         runtime=runtime.name,
@@ -59,6 +71,10 @@ def plan_config(
         source_commit=commit or config.commit,
         allow_mass_delete=allow_mass_delete,
         allow_reduced_capacity=allow_reduced_capacity,
+        candidates=candidates,
+        rows=rows,
+        sums=sums,
+        live_sums=live_sums,
     )
     if runtime.name == "kubernetes":
         # `apply --plan FILE` must write to the same namespaces even when the config dir

@@ -21,6 +21,7 @@ import click
 from reconciler.cli import options
 from reconciler.cli.durations import DURATION
 from reconciler.errors import ApplyFailed, PlanRefused, ReconcilerError
+from reconciler.gcpause import while_running
 
 if TYPE_CHECKING:
     from reconciler.apply import ApplyResult, ChangeEntry
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 @click.option("--lock-timeout", type=DURATION, default="0s", show_default=True,
               help="How long to wait for another apply or the daemon to release the state.")
 @options.no_cache_option
+@while_running
 def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: Path | None,
             kubeconfig: Path | None, kube_context: str | None, data_root: Path | None,
             code_root: Path | None, auto_approve: bool, allow_mass_delete: bool,

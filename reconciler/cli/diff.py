@@ -21,6 +21,7 @@ import click
 from reconciler.cli import options
 from reconciler.config.model import Config
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.gcpause import while_running
 from reconciler.sources.base import inside_path
 from reconciler.states import DesiredState, LiveState
 
@@ -108,6 +109,7 @@ def _compile(config: Config) -> DesiredState:
 @click.option("--allow-mass-delete", is_flag=True,
               help="Do not report a change over the deletion limits as an error.")
 @options.no_cache_option
+@while_running
 def command(base_ref: str, head_ref: str, repo_path: Path, subdir: str, fmt: str,
             detailed_exitcode: bool, allow_mass_delete: bool, no_cache: bool) -> None:
     """Plan the change from BASE_REF to HEAD_REF of a config repository.

@@ -17,6 +17,7 @@ import click
 
 from reconciler.cli import options
 from reconciler.errors import ReconcilerError
+from reconciler.gcpause import while_running
 from reconciler.plan.plans import Plan
 
 FORMATS = ("text", "markdown", "json")
@@ -82,6 +83,7 @@ def exit_code(plan: Plan, detailed: bool) -> int:
                    "place keeping replicas-1 warm instead of refusing.")
 @options.code_root_option
 @options.no_cache_option
+@while_running
 def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: Path | None,
             kube_context: str | None, fmt: str, out: Path | None, detailed_exitcode: bool,
             allow_mass_delete: bool, allow_reduced_capacity: bool, code_root: Path | None,

@@ -18,6 +18,7 @@ from reconciler.cli.options import cache_dir_for, code_root_option, config_dir_a
 from reconciler.config import check_config
 from reconciler.config.model import Config
 from reconciler.errors import Diagnostic, Severity
+from reconciler.gcpause import while_running
 
 
 @click.command("validate")
@@ -27,6 +28,7 @@ from reconciler.errors import Diagnostic, Severity
 @click.option("--no-cache", is_flag=True,
               help="Parse and validate every file again (ignore the content-hash cache).")
 @code_root_option
+@while_running
 def command(config_dir: Path, fmt: str, no_cache: bool, code_root: Path | None) -> None:
     """Check CONFIG_DIR (default: .) against the schemas and the cross-document rules.
 

@@ -87,8 +87,11 @@ def build(file: str, data: dict[str, Any], line: int, col: int, locs: PackedLocs
     """The model value of one schema-valid document."""
     meta = data["metadata"]
     labels = meta.get("labels")
-    metadata = Metadata(meta["name"], MappingProxyType(dict(labels)) if labels else _EMPTY,
-                        **_present(meta, {"description": ("description", str)}))
+    if "description" in meta:
+        metadata = Metadata(meta["name"], MappingProxyType(dict(labels)) if labels else _EMPTY,
+                            str(meta["description"]))
+    else:
+        metadata = Metadata(meta["name"], MappingProxyType(dict(labels)) if labels else _EMPTY)
     kind = _KINDS[data["kind"]]
     doc = Document(kind, metadata, Location(file, line, col), FieldLocations(file, locs))
     return _BUILDERS[kind](doc, data["spec"])  # type: ignore[no-any-return]
@@ -143,9 +146,12 @@ def _algorithm(doc: Document, spec: dict[str, Any]) -> Algorithm:
                      spec["entrypoint"], versions)
 
 
+_VERSION_TYPES = {vtype.value: vtype for vtype in VersionType}
+
+
 def _reservation(doc: Document, spec: dict[str, Any]) -> Reservation:
-    return Reservation(doc, spec["caller"], spec["algorithm"], VersionType(spec["versionType"]),
-                       _int(spec["replicas"]))
+    return Reservation(doc, spec["caller"], spec["algorithm"], _VERSION_TYPES[spec["versionType"]],
+                       int(spec["replicas"]))
 
 
 _LIMIT: Fields = {

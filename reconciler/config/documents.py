@@ -45,6 +45,9 @@ def pack_locs(locs: dict[str, Pos], shapes: dict[tuple[str, ...], tuple[str, ...
     return paths, flat.tobytes()
 
 
+LOC_BYTES = 2 * array("I").itemsize  # packed bytes per field path
+
+
 def unpack_locs(packed: PackedLocs) -> dict[str, Pos]:
     paths, raw = packed
     flat = array("I")

@@ -10,13 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reconciler.config.documents import nearest
 from reconciler.states import DEFAULT_WARMUP_TIMEOUT
-
-if TYPE_CHECKING:
-    from reconciler.config.resolve import PoolCount, PoolKey
 
 API_VERSION = "reconciler/v1"
 
@@ -138,15 +135,15 @@ class Algorithm:
     image: str
     entrypoint: str  # MODULE:FUNCTION
     versions: tuple[Version, ...]
+    # OWNER/NAME: an algorithm's identity; made once (it keys every pool of the algorithm)
+    ref: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ref", f"{self.owner}/{self.doc.name}")
 
     @property
     def name(self) -> str:
         return self.doc.name
-
-    @property
-    def ref(self) -> str:
-        """OWNER/NAME: an algorithm's identity."""
-        return f"{self.owner}/{self.doc.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +229,23 @@ class Settings:
     safety: Safety = field(default_factory=Safety)
     local_nodes: tuple[NodeSpec, ...] | None = None  # None: derive from this machine
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCount:
+    """How many warm replicas one (caller, OWNER/NAME, commit) gets, and why.
+    Counted by `resolve.aggregate_pools`; kept here, with the values it counts, so that
+    the model never imports the resolver."""
+
+    caller: str
+    algorithm: Algorithm
+    version: Version
+    replicas: int
+    sources: tuple[str, ...]  # reservation names, then "CapacityLimit/NAME" for a minimum
+    reasons: tuple[str, ...]  # one human reason per source
+
+
+PoolKey = tuple[str, str, str]  # (caller, OWNER/NAME, commit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -17,6 +17,8 @@ from reconciler.config.model import (
     Algorithm,
     CapacityLimit,
     Config,
+    PoolCount,
+    PoolKey,
     Reservation,
     Version,
     VersionType,
@@ -34,6 +36,10 @@ COMMIT = re.compile(r"^[0-9a-f]{40}\Z")
 TIMESTAMP = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
                        r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z")
 _NEVER = (datetime.min.replace(tzinfo=UTC), Decimal(0))
+
+__all__ = ["PoolCount", "PoolKey", "ResolveError", "access_error", "aggregate_pools",
+           "find_version", "limit_target", "may_access", "resolve_version", "semver_key",
+           "timestamp_key"]
 
 LATEST = (VersionType.LATEST_PUBLIC, VersionType.LATEST_PRIVATE, VersionType.LATEST_COMPILED)
 RESTRICTED_TYPES = (VersionType.LATEST_PRIVATE, VersionType.LATEST_COMPILED)
@@ -173,21 +179,6 @@ def limit_target(limit: CapacityLimit,
     return None if version is None else (algorithm, version)
 
 
-@dataclass(frozen=True, slots=True)
-class PoolCount:
-    """How many warm replicas one (caller, OWNER/NAME, commit) gets, and why."""
-
-    caller: str
-    algorithm: Algorithm
-    version: Version
-    replicas: int
-    sources: tuple[str, ...]  # reservation names, then "CapacityLimit/NAME" for a minimum
-    reasons: tuple[str, ...]  # one human reason per source
-
-
-PoolKey = tuple[str, str, str]  # (caller, OWNER/NAME, commit)
-
-
 def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
     """Count reservations into warm pools: the one place that does so.
 
@@ -204,35 +195,51 @@ def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
 
 def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None:
     # Many reservations select the same version the same way: resolve each
-    # (algorithm, versionType, VERSION) once. None: it does not resolve.
-    resolved: dict[tuple[str, str], Version | None] = {}
-    for name in sorted(config.reservations):
-        reservation = config.reservations[name]
-        algorithm = config.algorithms.get(reservation.algorithm_ref)
-        if algorithm is None or reservation.caller not in config.accounts:
-            continue
-        how = (reservation.algorithm, str(reservation.version_type))
-        if how not in resolved:
-            try:
-                resolved[how] = resolve_version(reservation, algorithm)
-            except ResolveError:
-                resolved[how] = None
-        version = resolved[how]
-        if version is None:
-            continue
-        if access_error(reservation, algorithm, version, config.accounts):
-            continue
-        label = version.version or version.commit[:12]
-        reason = f"reservation {reservation.name} ({reservation.version_type} -> {label})"
-        key = (reservation.caller, algorithm.ref, version.commit)
-        known = pools.get(key)
-        if known is None:
-            pools[key] = PoolCount(reservation.caller, algorithm, version, reservation.replicas,
-                                   (reservation.name,), (reason,))
+    # (algorithm, versionType, VERSION) once. None: it does not resolve. Counts are
+    # gathered in lists and made into PoolCounts once, at the end.
+    resolved: dict[tuple[str, VersionType], tuple[Algorithm, Version, str] | None] = {}
+    members = {name: frozenset(account.members) for name, account in config.accounts.items()
+               if account.members}
+    gathered: dict[PoolKey, tuple[str, Algorithm, Version, list[int], list[str], list[str]]] = {}
+    accounts, reservations = config.accounts, config.reservations
+    for name in sorted(reservations):
+        reservation = reservations[name]
+        how = (reservation.algorithm, reservation.version_type)
+        if how in resolved:
+            target = resolved[how]
         else:
-            pools[key] = replace(known, replicas=known.replicas + reservation.replicas,
-                                 sources=known.sources + (reservation.name,),
-                                 reasons=known.reasons + (reason,))
+            target = resolved[how] = _resolve(reservation, config.algorithms)
+        if target is None or reservation.caller not in accounts:
+            continue
+        algorithm, version, label = target
+        caller, owner = reservation.caller, algorithm.owner
+        # may_access (the owner or one of its members) needs no further check
+        if caller != owner and caller not in members.get(owner, ()) and \
+                access_error(reservation, algorithm, version, accounts):
+            continue
+        key = (reservation.caller, algorithm.ref, version.commit)
+        entry = gathered.get(key)
+        if entry is None:
+            entry = gathered[key] = (reservation.caller, algorithm, version, [], [], [])
+        entry[3].append(reservation.replicas)
+        entry[4].append(name)
+        entry[5].append(f"reservation {name} ({reservation.version_type} -> {label})")
+    for key, (caller, algo, found, replicas, sources, reasons) in gathered.items():
+        pools[key] = PoolCount(caller, algo, found, sum(replicas), tuple(sources),
+                               tuple(reasons))
+
+
+def _resolve(reservation: Reservation, algorithms: Mapping[str, Algorithm],
+             ) -> tuple[Algorithm, Version, str] | None:
+    """(algorithm, version, its label) a reservation selects; None when it does not resolve."""
+    algorithm = algorithms.get(reservation.algorithm_ref)
+    if algorithm is None:
+        return None
+    try:
+        version = resolve_version(reservation, algorithm)
+    except ResolveError:
+        return None
+    return algorithm, version, version.version or version.commit[:12]
 
 
 def _apply_minimums(config: Config, pools: dict[PoolKey, PoolCount]) -> None:

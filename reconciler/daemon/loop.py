@@ -107,6 +107,9 @@ class Loop:
                     reason = "resync"
                 if reason == "resync":
                     next_resync = time.monotonic() + self.resync
+                    full_next = getattr(self.reconcile, "full_next", None)
+                    if full_next is not None:
+                        full_next()  # an incremental reconcile re-reads everything
                 record = self.run_pass(reason)
                 retry = record.result in (ERROR, FAILED)
                 if retry:

@@ -13,6 +13,7 @@ one long-lived runtime for the probe's reads between passes (closed by close()).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.config import load_config
 from reconciler.config.model import Config
+from reconciler.daemon.incremental import Incremental, Loaded
 from reconciler.daemon.state import (
     APPLIED,
     DEFERRED,
@@ -32,6 +33,7 @@ from reconciler.daemon.state import (
     reasons,
 )
 from reconciler.errors import ConfigError, Diagnostic, ReconcilerError
+from reconciler.gcpause import paused
 from reconciler.plan.plans import Op, Plan
 from reconciler.runtimes import FullRuntime, open_runtime
 from reconciler.runtimes.local.lock import StateLock
@@ -90,48 +92,86 @@ class PipelinePass:
         # Told what each pass planned (pipeline.Planned), for the dashboard; it only keeps
         # references, so a pass pays nothing for it.
         self.on_planned: Callable[[Any], None] | None = None
+        self._incremental: Incremental | None = None  # made at the first pass
+        self._full = True
+        self._settle = False  # collect and freeze after this pass (see __call__)
+
+    def full_next(self) -> None:
+        """Make the next pass a full one (the loop calls this on every resync): every file
+        read again, the whole config checked, the live state observed."""
+        self._full = True
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
+        with paused():  # see reconciler.gcpause
+            outcome = self._pass(snapshot)
+        if self._settle:
+            # A full pass made ~10 objects per reservation that the daemon keeps: collect
+            # once now and freeze the survivors, or the collector's next full sweep walks
+            # them all in the middle of a later pass (seconds at 100,000 reservations).
+            self._settle = False
+            import deepdiff  # noqa: F401  (the first changed pool would import it mid-pass)
+
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        return outcome
+
+    def _pass(self, snapshot: Snapshot) -> Outcome:
         config_dir = snapshot.config_dir
         if not config_dir.is_dir():
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
-        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit,
-                             code_root=self.settings.code_root,
-                             code_digests=self.settings.runtime == "local")
+        if self._incremental is None:
+            self._incremental = Incremental(self._cache_dir(), code_root=self.settings.code_root,
+                                            code_digests=self.settings.runtime == "local")
+        full, self._full = self._full, False
+        loaded = self._incremental.load(config_dir, snapshot.commit, full=full)
+        self._settle = loaded.how in ("full", "files")
+        log.info("config loaded (%s)", loaded.how, extra={"load": loaded.how})
         closed = self.gate() if self.gate is not None else None
         if closed:
             raise ReconcilerError(f"pass not run: {closed}")
         lock = StateLock(self.settings.state_dir / "apply.lock", "reconciler daemon")
         lock.acquire(timeout=self.settings.lock_timeout)
         try:
-            runtime = self._open_runtime(config, config_dir)
+            runtime = self._open_runtime(loaded.config, config_dir)
             try:
-                return self._plan_and_apply(config, config_dir, snapshot, runtime)
+                return self._plan_and_apply(loaded, config_dir, snapshot, runtime)
             finally:
                 runtime.close()
         finally:
             lock.release()
 
-    def _plan_and_apply(self, config: Config, config_dir: Path, snapshot: Snapshot,
+    def _plan_and_apply(self, loaded: Loaded, config_dir: Path, snapshot: Snapshot,
                         runtime: FullRuntime) -> Outcome:
         from reconciler.apply import execute
         from reconciler.pipeline import plan_config
 
         s = self.settings
-        planned = plan_config(config_dir, runtime, commit=snapshot.commit, config=config,
+        memory = self._incremental
+        assert memory is not None
+        live = memory.live(runtime)  # None: observe (and compare every pool)
+        log.info("planning against the %s live state", "remembered" if live else "observed",
+                 extra={"live": "remembered" if live else "observed"})
+        planned = plan_config(config_dir, runtime, commit=snapshot.commit, config=loaded.config,
+                              desired=loaded.desired, live=live,
+                              candidates=loaded.candidates if live is not None else None,
+                              rows=memory.rows, sums=loaded.sums, live_sums=memory.live_sums,
                               allow_mass_delete=s.allow_mass_delete,
                               allow_reduced_capacity=s.allow_reduced_capacity)
         plan = planned.plan
         if self.on_planned is not None:
             self.on_planned(planned)
         summary = dict(plan.summary)
+        # a remembered live state has no replica status: /status keeps the probe's pools
+        seen = pools_summary(planned.live) if live is None else None
         if not plan.applyable:
             return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
-                           pools=pools_summary(planned.live))
+                           pools=seen)
         if plan.empty:
             runtime.save_roots()  # every pass: a commit may change the catalog alone
-            return Outcome(UNCHANGED, summary, pools=pools_summary(planned.live))
+            memory.applied(loaded.desired, runtime, loaded.sums)
+            return Outcome(UNCHANGED, summary, pools=seen)
         log.info("applying %s", ", ".join(f"{n} {op}" for op, n in summary.items() if n),
                  extra={"summary": summary})
         # The same journal as `reconciler apply`: an apply interrupted by a crash or
@@ -141,8 +181,12 @@ class PipelinePass:
         for warning in result.warnings:  # a damaged journal, set aside: never a failure
             log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
-        pools = pools_summary(runtime.observe())
         deferred = len(result.deferred)
+        if result.ok and not deferred:
+            memory.applied(loaded.desired, runtime, loaded.sums)
+        # after an incremental pass, observing 100,000 pools for /status would cost more
+        # than the pass: the probe reads them when /status or /metrics is asked
+        pools = pools_summary(runtime.observe()) if loaded.candidates is None else None
         moves = pending_moves(plan)
         if not result.ok:
             why = reasons([f"{e.op} {e.kind} {e.action_id}: {e.message}" for e in result.failed],

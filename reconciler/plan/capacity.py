@@ -39,9 +39,9 @@ Three questions, each answered with diagnostics that name the pool:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
 
 from reconciler.errors import Diagnostic, Severity
 from reconciler.plan import placement
@@ -66,9 +66,62 @@ class CapacityReport:
     in_place: set[str] = field(default_factory=set)  # ids of pool actions to run in place
 
 
-def quota_errors(desired: DesiredState) -> list[Diagnostic]:
-    """Callers whose desired replicas or GPUs exceed their account limit."""
-    usage = _usage(desired.pools)
+Spec = tuple[str, str, str, int]  # (processor, cpu, memory, gpu) as a pool has them
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What the capacity checks need of a desired state's pools, in sums: per caller
+    (engines, GPUs) and pool count, and per pool spec the replicas. `totals(pools)` makes them; the
+    daemon keeps them between plans with `Totals.moved` (O(changed pools)), so that
+    checking one changed reservation does not walk 100,000 pools."""
+
+    usage: dict[str, tuple[int, int]]
+    specs: dict[Spec, int]
+    pools: dict[str, int]  # how many pools each caller has
+
+    def moved(self, removed: Iterable[WarmPool], added: Iterable[WarmPool]) -> Totals:
+        usage, specs, counts = dict(self.usage), dict(self.specs), dict(self.pools)
+        for sign, pools in ((-1, removed), (1, added)):
+            for pool in pools:
+                count = counts.get(pool.caller, 0) + sign
+                if count:
+                    counts[pool.caller] = count
+                else:
+                    counts.pop(pool.caller, None)
+                engines, gpus = usage.get(pool.caller, (0, 0))
+                engines += sign * pool.replicas
+                gpus += sign * pool.replicas * pool.gpu
+                if engines or gpus:
+                    usage[pool.caller] = (engines, gpus)
+                else:
+                    usage.pop(pool.caller, None)
+                spec = _spec(pool)
+                replicas = specs.get(spec, 0) + sign * pool.replicas
+                if replicas:
+                    specs[spec] = replicas
+                else:
+                    specs.pop(spec, None)
+        return Totals(usage, specs, counts)
+
+
+def totals(pools: Sequence[WarmPool]) -> Totals:
+    specs: dict[Spec, int] = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
+    for pool in pools:
+        specs[(pool.processor, pool.cpu, pool.memory, pool.gpu)] += pool.replicas
+        counts[pool.caller] += 1
+    return Totals(_usage(pools), dict(specs), dict(counts))
+
+
+def _spec(pool: WarmPool) -> Spec:
+    return (pool.processor, pool.cpu, pool.memory, pool.gpu)
+
+
+def quota_errors(desired: DesiredState, sums: Totals | None = None) -> list[Diagnostic]:
+    """Callers whose desired replicas or GPUs exceed their account limit.
+    `sums`: totals(desired.pools), when the caller keeps them."""
+    usage = sums.usage if sums is not None else _usage(desired.pools)
     errors: list[Diagnostic] = []
     for quota in desired.quotas:
         used, used_gpus = usage.get(quota.account, (0, 0))
@@ -85,11 +138,13 @@ def quota_errors(desired: DesiredState) -> list[Diagnostic]:
 
 def _usage(pools: Sequence[WarmPool]) -> dict[str, tuple[int, int]]:
     """(engines, GPUs) per caller: replicas, and replicas x GPUs per replica."""
-    usage: dict[str, tuple[int, int]] = {}
+    engines: dict[str, int] = defaultdict(int)
+    gpus: dict[str, int] = defaultdict(int)
     for pool in pools:
-        engines, gpus = usage.get(pool.caller, (0, 0))
-        usage[pool.caller] = (engines + pool.replicas, gpus + pool.replicas * pool.gpu)
-    return usage
+        engines[pool.caller] += pool.replicas
+        if pool.gpu:
+            gpus[pool.caller] += pool.replicas * pool.gpu
+    return {caller: (count, gpus.get(caller, 0)) for caller, count in engines.items()}
 
 
 class _Cluster:
@@ -111,29 +166,34 @@ def _processor(pool: WarmPool) -> str:
 
 def check_capacity(desired: DesiredState, actions: Sequence[Action],
                    nodes: Sequence[Node] | None, *,
-                   allow_reduced_capacity: bool) -> CapacityReport:
+                   allow_reduced_capacity: bool, sums: Totals | None = None) -> CapacityReport:
     """Steady-state placement, then the surge of moves and rolling replacements, on the
-    nodes (skipped when `nodes` is None) and within each caller's quota."""
+    nodes (skipped when `nodes` is None) and within each caller's quota.
+    `sums`: totals(desired.pools), when the caller keeps them."""
     report = CapacityReport()
+    if sums is None:
+        sums = totals(desired.pools)
     if nodes is not None:
         cluster = _Cluster(nodes)
-        _place_steady(cluster, desired, report)
+        _place_steady(cluster, desired, report, sums)
         if report.errors:
             return report  # the surge is moot when the end state itself does not fit
         _check_moves(cluster, actions, report, allow_reduced_capacity)
         _check_rolling(cluster, actions, report, allow_reduced_capacity)
-    _check_quota_surge(desired, actions, report, allow_reduced_capacity)
+    _check_quota_surge(desired, actions, report, allow_reduced_capacity, sums)
     return report
 
 
-def _place_steady(cluster: _Cluster, desired: DesiredState, report: CapacityReport) -> None:
-    pools = sorted(desired.pools, key=_decreasing)
-    for pool in pools:
-        cls = _processor(pool)
-        cluster.demand[cls] = placement.add(cluster.demand[cls], placement.replica_need(pool),
-                                            pool.replicas)
+Shape = tuple[str, Vec]  # (processor class, what one replica needs)
+
+
+def _place_steady(cluster: _Cluster, desired: DesiredState, report: CapacityReport,
+                  sums: Totals) -> None:
+    shapes = _shapes(sums.specs)
+    for (cls, need), (total, _) in shapes.items():
+        cluster.demand[cls] = placement.add(cluster.demand[cls], need, total)
     unplaced: dict[str, list[int]] = {}  # processor class -> [pools, replicas] not shown
-    for pool, need, left in _place_by_shape(cluster, pools):
+    for pool, need, left in _place_by_shape(cluster, shapes, desired.pools):
         cls = _processor(pool)
         if len(report.errors) < MAX_NAMED_POOLS:
             report.errors.append(_steady_error(cluster, pool, need, left))
@@ -147,23 +207,46 @@ def _place_steady(cluster: _Cluster, desired: DesiredState, report: CapacityRepo
             f"{'s' if replicas != 1 else ''} that do not fit on the {cls} nodes"))
 
 
-def _place_by_shape(cluster: _Cluster, pools: Sequence[WarmPool]
-                    ) -> list[tuple[WarmPool, Vec, int]]:
-    """Place pools (in first-fit-decreasing order) and return (pool, need, replicas left)
+Specs = list[Spec]  # the pool specs of one shape
+
+
+def _shapes(specs: dict[Spec, int]) -> dict[Shape, tuple[int, Specs]]:
+    """Each shape's total replicas (and the pool specs that have it), the shapes in
+    first-fit-decreasing order (largest GPU, then CPU, then memory need first), from the
+    replicas per pool spec (Totals.specs). A big repo has 100,000 pools and a handful of
+    shapes: no sort of pools and no list of them (placement finds a shape's pools only
+    if it falls short)."""
+    shapes: dict[Shape, tuple[int, Specs]] = {}
+    for spec, total in specs.items():
+        processor, cpu, memory, gpu = spec
+        shape = ("gpu" if processor == "gpu" or gpu > 0 else "cpu",
+                 placement.need_of(cpu, memory, gpu))
+        known, same = shapes.get(shape, (0, []))
+        shapes[shape] = (known + total, [*same, spec])
+    order = sorted(shapes, key=lambda shape: (-shape[1][2], -shape[1][0], -shape[1][1],
+                                              shape[0]))
+    return {shape: shapes[shape] for shape in order}
+
+
+def _place_by_shape(cluster: _Cluster, shapes: dict[Shape, tuple[int, Specs]],
+                    pools: Sequence[WarmPool]) -> list[tuple[WarmPool, Vec, int]]:
+    """Place pools in first-fit-decreasing order and return (pool, need, replicas left)
     for each that does not fit whole.
 
-    Pools of one shape are consecutive in that order, and first-fit treats their
-    replicas alike, so each run of one shape is placed in a single call: thousands
-    of pools cost a few calls, not one each. When the run falls short, the replicas
-    left over are its last pools' in order, exactly as placing pool by pool would
-    leave them (once a shape stops fitting, the pools after it place nothing)."""
+    First-fit treats replicas of one shape alike, so all the pools of a shape are
+    placed in a single call: thousands of pools cost a few calls, not one each. When
+    a shape falls short, the replicas left over are its last pools' in id order,
+    exactly as placing pool by pool in (shape, id) order would leave them (once a
+    shape stops fitting, the pools after it place nothing)."""
     short: list[tuple[WarmPool, Vec, int]] = []
-    for (cls, need), run in groupby(pools, key=lambda p: (_processor(p),
-                                                          placement.replica_need(p))):
-        group = list(run)
-        left, _ = cluster.trees[cls].place(need, sum(pool.replicas for pool in group))
-        placed = sum(pool.replicas for pool in group) - left
-        for pool in group:
+    for (cls, need), (total, specs) in shapes.items():
+        left, _ = cluster.trees[cls].place(need, total)
+        if not left:
+            continue
+        placed = total - left
+        wanted = set(specs)
+        group = [p for p in pools if (p.processor, p.cpu, p.memory, p.gpu) in wanted]
+        for pool in sorted(group, key=lambda p: p.id):
             missing = pool.replicas - min(pool.replicas, placed)
             placed = max(placed - pool.replicas, 0)
             if missing:
@@ -172,6 +255,7 @@ def _place_by_shape(cluster: _Cluster, pools: Sequence[WarmPool]
 
 
 def _decreasing(pool: WarmPool) -> tuple[int, int, int, str]:
+    """First-fit-decreasing order pool by pool (what _shapes orders by shape)."""
     need = placement.replica_need(pool)
     return (-need[2], -need[0], -need[1], pool.id)
 
@@ -243,10 +327,10 @@ def _check_rolling(cluster: _Cluster, actions: Sequence[Action], report: Capacit
 
 
 def _check_quota_surge(desired: DesiredState, actions: Sequence[Action],
-                       report: CapacityReport, allow: bool) -> None:
+                       report: CapacityReport, allow: bool, sums: Totals) -> None:
     """The caller's maxEngines / maxGpus during moves and rolling replacements."""
     quotas = {q.account: q for q in desired.quotas}
-    steady = _usage(desired.pools)
+    steady = sums.usage
     within = {account: steady.get(account, (0, 0)) for account, quota in quotas.items()
               if not _excess(quota, steady.get(account, (0, 0)))}  # others: quota_errors
     _quota_moves(quotas, within, actions, report, allow)

@@ -35,6 +35,11 @@ def replica_need(pool: WarmPool) -> Vec:
     return _need(pool.cpu, pool.memory, pool.gpu)
 
 
+def need_of(cpu: str, memory: str, gpu: int) -> Vec:
+    """What one replica of this shape (quantities as written) takes on a node."""
+    return _need(cpu, memory, gpu)
+
+
 def describe(dim: int, amount: int) -> str:
     """An amount of one dimension in the words of an error message."""
     if dim == 0:

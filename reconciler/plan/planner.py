@@ -11,13 +11,13 @@ The steps, each in its own module:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from reconciler.config.model import Safety
 from reconciler.plan import diff, order
-from reconciler.plan.capacity import check_capacity, quota_errors
-from reconciler.plan.fingerprint import check_fresh, fingerprint
+from reconciler.plan.capacity import Totals, check_capacity, quota_errors, totals
+from reconciler.plan.fingerprint import RowCache, check_fresh, fingerprint
 from reconciler.plan.plans import Action, Plan
 from reconciler.plan.safety import check_safety, safety_options
 from reconciler.plan.usage import plan_capacity
@@ -26,9 +26,11 @@ from reconciler.states import DesiredState, LiveState, Node, ResourceKind
 __all__ = ["check_fresh", "fingerprint", "make_plan", "plan_actions"]
 
 
-def plan_actions(desired: DesiredState, live: LiveState) -> tuple[Action, ...]:
-    """The ordered actions that turn `live` into `desired`, before any checks."""
-    actions = diff.actions_for(diff.pair(desired, live))
+def plan_actions(desired: DesiredState, live: LiveState,
+                 candidates: Collection[str] | None = None) -> tuple[Action, ...]:
+    """The ordered actions that turn `live` into `desired`, before any checks.
+    `candidates`: see make_plan."""
+    actions = diff.actions_for(diff.pair(desired, live, changed_only=True, pool_ids=candidates))
     return order.order(order.mark_moves(actions, desired.pools))
 
 
@@ -43,15 +45,28 @@ def make_plan(
     source_commit: str | None = None,
     allow_mass_delete: bool = False,
     allow_reduced_capacity: bool = False,
+    candidates: Collection[str] | None = None,
+    rows: RowCache | None = None,
+    sums: Totals | None = None,
+    live_sums: Totals | None = None,
 ) -> Plan:
     """Diff, order, check quotas and their surge, place on nodes (skipped when
     `nodes` is None, as in `diff` between two commits), apply safety limits.
     Never raises for a refused plan: errors go into Plan.errors (Plan.applyable
-    is then False)."""
-    actions = plan_actions(desired, live)
-    errors = quota_errors(desired)
+    is then False).
+
+    For the daemon, which remembers what it applied: `candidates` are the only
+    pool ids whose desired and live objects may differ (the caller knows the
+    others are equal; both sides' pools sorted by id, as compile and observe give
+    them), so only they are compared; `rows` caches the fingerprint's pool rows
+    between plans; `sums` are capacity.totals(desired.pools), kept up to date by the
+    caller, and `live_sums` the same of live.pools. None of them changes the result."""
+    actions = plan_actions(desired, live, candidates)
+    if sums is None:
+        sums = totals(desired.pools)
+    errors = quota_errors(desired, sums)
     report = check_capacity(desired, actions, nodes,
-                            allow_reduced_capacity=allow_reduced_capacity)
+                            allow_reduced_capacity=allow_reduced_capacity, sums=sums)
     errors += report.errors
     warnings = list(report.warnings)
     if report.in_place:
@@ -62,7 +77,7 @@ def make_plan(
     warnings += safety_warnings
     return Plan(
         runtime=runtime,
-        fingerprint=fingerprint(desired, live.revision),
+        fingerprint=fingerprint(desired, live.revision, rows),
         actions=actions,
         errors=tuple(errors),
         warnings=tuple(warnings),
@@ -70,7 +85,8 @@ def make_plan(
         source_commit=source_commit,
         live_revision=live.revision,
         options=_options(safety, allow_mass_delete, allow_reduced_capacity),
-        capacity=plan_capacity(desired, live, actions, nodes),
+        capacity=plan_capacity(desired, live, actions, nodes, before_sums=live_sums,
+                               after_sums=sums),
     )
 
 

@@ -13,10 +13,11 @@ and reports per node what is allocatable and what is placed (the dashboard).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from reconciler.plan import placement
+from reconciler.plan.capacity import Totals
 from reconciler.plan.plans import Action
 from reconciler.states import DesiredState, LiveState, Node, WarmPool
 
@@ -48,6 +49,29 @@ def _per_processor(pools: Iterable[WarmPool]) -> dict[str, list[int]]:
     return usage
 
 
+def _accounts(pools: Iterable[WarmPool], sums: Totals | None) -> Callable[[str], list[int]]:
+    """account -> [pools, engines, GPUs]: from the sums when given (nothing walked), else
+    from one pass over the pools."""
+    if sums is None:
+        per_account = _per_account(pools)
+        return lambda account: per_account.get(account, [0, 0, 0])
+
+    def row(account: str) -> list[int]:
+        engines, gpus = sums.usage.get(account, (0, 0))
+        return [sums.pools.get(account, 0), engines, gpus]
+    return row
+
+
+def _processors_of(sums: Totals) -> dict[str, list[int]]:
+    """processor class -> [pods, GPUs] from the replicas per pool spec."""
+    usage = {cls: [0, 0] for cls in PROCESSORS}
+    for (processor, _cpu, _memory, gpu), replicas in sums.specs.items():
+        row = usage["gpu" if processor == "gpu" or gpu > 0 else "cpu"]
+        row[0] += replicas
+        row[1] += replicas * gpu
+    return usage
+
+
 def _pair(before: Any, after: Any) -> dict[str, Any]:
     return {"before": before, "after": after}
 
@@ -61,24 +85,28 @@ def touched_accounts(actions: Sequence[Action]) -> list[str]:
 
 
 def plan_capacity(desired: DesiredState, live: LiveState, actions: Sequence[Action],
-                  nodes: Sequence[Node] | None) -> dict[str, Any]:
+                  nodes: Sequence[Node] | None, *, before_sums: Totals | None = None,
+                  after_sums: Totals | None = None) -> dict[str, Any]:
     """{"accounts": [...], "processors": [...]}: before -> after of each figure; {} for a
-    plan without actions (nothing to review, and a no-op plan stays as cheap as it was)."""
+    plan without actions (nothing to review, and a no-op plan stays as cheap as it was).
+    `before_sums`, `after_sums`: capacity.totals of the live and the desired pools, when
+    the caller keeps them (the daemon): then no pool is walked."""
     if not actions:
         return {}
-    before, after = _per_account(live.pools), _per_account(desired.pools)
+    before, after = _accounts(live.pools, before_sums), _accounts(desired.pools, after_sums)
     quotas_before = {q.account: q for q in live.quotas}
     quotas_after = {q.account: q for q in desired.quotas}
     accounts = []
     for account in touched_accounts(actions):
-        b, a = before.get(account, [0, 0, 0]), after.get(account, [0, 0, 0])
+        b, a = before(account), after(account)
         qb, qa = quotas_before.get(account), quotas_after.get(account)
         accounts.append({
             "account": account, "pools": _pair(b[0], a[0]), "engines": _pair(b[1], a[1]),
             "gpus": _pair(b[2], a[2]),
             "maxEngines": _pair(qb.max_engines if qb else None, qa.max_engines if qa else None),
             "maxGpus": _pair(qb.max_gpus if qb else None, qa.max_gpus if qa else None)})
-    pb, pa = _per_processor(live.pools), _per_processor(desired.pools)
+    pb = _processors_of(before_sums) if before_sums else _per_processor(live.pools)
+    pa = _processors_of(after_sums) if after_sums else _per_processor(desired.pools)
     processors = []
     for cls in PROCESSORS:
         room = None

@@ -9,6 +9,7 @@ from config.conftest import ALGORITHMS, C4, HEAD, RESERVATIONS, line_of
 from reconciler.config import check_config, load_config
 from reconciler.config.cache import FileCache, default_cache_dir
 from reconciler.config.model import Location, Processor, Settings, VersionType
+from reconciler.errors import Severity
 
 RES = "reservations/reservations.yaml"
 
@@ -99,26 +100,30 @@ def test_cache_hit_skips_parsing_and_gives_the_same_result(write_repo, base_file
              "bad.yaml": f"{HEAD}kind: Account\nmetadata: {{name: dan}}\nspec: {{type: robot}}\n"}
     root = write_repo(files)
     first = check_config(root, cache_dir=cache)
-    entries = list(cache.rglob("*.pickle"))
+    entries = list(cache.rglob("*.json"))
     assert len(entries) == len(files)
     stamps = {p: p.stat().st_mtime_ns for p in entries}
     second = check_config(root, cache_dir=cache)
     assert second[1] == first[1] and len(second[1]) == 1
-    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.pickle")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")} == stamps
     # a changed file gets a new entry; the others are reused
     (root / "bad.yaml").write_text(str(files["bad.yaml"]).replace("robot", "user"))
     config, diags = check_config(root, cache_dir=cache)
     assert config is not None and not diags
-    assert len(list(cache.rglob("*.pickle"))) == len(files) + 1
+    assert len(list(cache.rglob("*.json"))) == len(files) + 1
 
 
-def test_corrupt_cache_entries_are_ignored(write_repo, base_files, tmp_path: Path) -> None:
+def test_corrupt_cache_entries_are_set_aside(write_repo, base_files, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     root = write_repo(base_files)
     check_config(root, cache_dir=cache)
-    for entry in cache.rglob("*.pickle"):
+    entries = list(cache.rglob("*.json"))
+    for entry in entries:
         entry.write_bytes(b"\x80\x05garbage")
     config, diags = check_config(root, cache_dir=cache)
+    assert config is not None
+    assert len(diags) == len(entries) and all(d.severity is Severity.WARNING for d in diags)
+    config, diags = check_config(root, cache_dir=cache)  # parsed again and cached again
     assert config is not None and not diags
     assert FileCache(tmp_path / "elsewhere").get("0" * 64) is None
 

@@ -194,7 +194,7 @@ def pipe_bytes(pipe: Any) -> int:
 
 
 def cached_files(cache: Path) -> list[Path]:
-    return list(cache.rglob("*.pickle"))
+    return list(cache.rglob("*.json"))
 
 
 def test_a_saved_plan_uses_the_parse_cache_for_its_settings(local: Local,

@@ -125,7 +125,7 @@ def test_invoke_loads_the_config_through_the_parse_cache(applied: tuple[Local, P
                  "--state", str(local.site.state), "--config", str(config),
                  env={"RECONCILER_CACHE_DIR": str(cache)})
     assert result.returncode == 0, result.stderr
-    assert list(cache.rglob("*.pickle")), "the config was parsed through the cache"
+    assert list(cache.rglob("*.json")), "the config was parsed through the cache"
 
 
 def test_invoke_selects_versions_as_a_reservation_would(applied: tuple[Local, Path],

@@ -83,5 +83,5 @@ def test_placing_runs_of_one_shape_at_once_leaves_what_pool_by_pool_would(nodes,
                  processor="gpu" if gpu else "cpu", gpu=gpu)
             for i, (cpu, mem, gpu, replicas) in enumerate(pools)]
     grouped = capacity._place_by_shape(capacity._Cluster(cluster_nodes),
-                                       sorted(warm, key=capacity._decreasing))
+                                       capacity._shapes(capacity.totals(warm).specs), warm)
     assert [(p.id, left) for p, _, left in grouped] == per_pool_shortfalls(cluster_nodes, warm)

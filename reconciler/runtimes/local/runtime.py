@@ -82,6 +82,14 @@ class LocalRuntime:
         return LiveState(tenants=tenants, quotas=quotas, pools=tuple(p for p, _ in pools),
                          status=MappingProxyType(status), revision=revision)
 
+    def revision(self) -> str:
+        """The store's revision alone (what observe() would report): one indexed read,
+        so a caller that remembers the state of a revision can skip observing again."""
+        if not db.Store.exists(self.state_dir):
+            return LiveState().revision
+        with self.store.read() as conn:
+            return str(db.generation(conn))
+
     def nodes(self) -> list[Node]:
         if self._nodes is None:
             self._nodes = local_nodes(self.settings)
@@ -222,12 +230,17 @@ class LocalRuntime:
         self.store.close()
 
 
+_NO_REPLICAS = PoolStatus()
+
+
 def pool_status(pool_row: sqlite3.Row, replicas: list[sqlite3.Row]) -> PoolStatus:
     """Ready = replicas in state ready running the pool's current spec (so its digest).
 
     While a rollout of a new spec fails (a wrong digest, a model that crashes), the
     replicas of the previous spec keep serving (calls are routed to them); the error
     says so, with their model digests, so every view shows why the pool is stuck."""
+    if not replicas and pool_row["error"] is None:
+        return _NO_REPLICAS  # immutable: one value serves every pool without replicas
     current = pool_row["spec_hash"]
     ready = sum(1 for r in replicas if db.current_ready(r["state"], r["spec_hash"], current))
     items = tuple(ReplicaStatus(id=str(r["pid"]) if r["pid"] else f"replica-{r['id']}",
