@@ -12,8 +12,8 @@ traceback when a client goes away. On top of it (pinned, see pyproject.toml):
   and file descriptors stay bounded for the passes (git, SQLite, workers);
 - an idle timeout (IDLE_TIMEOUT) and a per-request deadline (REQUEST_TIMEOUT:
   the whole request, headers and body, must arrive within it; slowloris);
-- TCP_NODELAY on every connection, a bounded request body (webhook.MAX_BODY)
-  and bounded headers.
+- TCP_NODELAY on every connection, a bounded request body (webhook.MAX_BODY; up
+  to READ_BODY is read whole so that its 413 is seen) and bounded headers.
 
 Handlers (daemon.web) only read the daemon's state or set the loop's trigger;
 nothing here ever runs a pass, so a slow or hostile client cannot block
@@ -45,6 +45,10 @@ REQUEST_TIMEOUT = 10.0  # seconds a started request has to arrive whole
 BACKLOG = 1024  # the listen queue (the kernel caps it at net.core.somaxconn)
 THREADS = 8  # worker threads running handlers
 MAX_HEADERS = 64 * 1024
+# Bodies up to this are read whole even when over webhook.MAX_BODY (the app answers 413):
+# closing a connection with unread data makes the kernel send a reset, and the client
+# then never sees the 413. Larger ones get waitress's own 413 and the close.
+READ_BODY = 4 * webhook.MAX_BODY
 
 
 @dataclass
@@ -152,7 +156,7 @@ class Server:
             App(endpoints), host=host, port=port, threads=THREADS, backlog=BACKLOG,
             connection_limit=limit + 16, channel_timeout=idle_timeout, cleanup_interval=1,
             asyncore_use_poll=True, asyncore_loop_timeout=0.5, log_socket_errors=False,
-            max_request_body_size=webhook.MAX_BODY, max_request_header_size=MAX_HEADERS,
+            max_request_body_size=READ_BODY, max_request_header_size=MAX_HEADERS,
             ident="reconciler", expose_tracebacks=False, clear_untrusted_proxy_headers=True,
             url_scheme="http")
         self.httpd.limit = limit

@@ -171,9 +171,15 @@ class App:
 
     def _webhook(self, environ: dict[str, Any]) -> Response:
         """waitress has read the body (a bad Content-Length is its 400, a body over
-        webhook.MAX_BODY its 413, before we are called)."""
+        server.READ_BODY its 413, before we are called). A body over webhook.MAX_BODY
+        but within READ_BODY was read whole, so the 413 reaches the client instead of
+        a reset from closing on unread data."""
         stream = environ["wsgi.input"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > webhook.MAX_BODY:
+            log.info("webhook 413: a body of %d bytes, over %d", length, webhook.MAX_BODY)
+            return as_json("413 Request Entity Too Large",
+                           {"message": f"body over {webhook.MAX_BODY} bytes"})
         body = stream.read(length) if length > 0 else b""
         ep = self.ep
         verdict = webhook.judge(ep.secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256"),

@@ -91,6 +91,33 @@ def test_ping_other_branches_and_oversized_bodies(served: Served) -> None:
     assert served.triggers == []
 
 
+def test_an_oversized_body_sent_slowly_still_gets_its_413(served: Served) -> None:
+    """The server must not close on unread data (the kernel would reset the connection
+    and the client would never read the 413): the body arrives in pieces, after the
+    server has already seen from the headers that it is too big."""
+    host, port = served.url.removeprefix("http://").split(":")
+    body = b"x" * (1024 * 1024 + 1)
+    head = (f"POST /webhook HTTP/1.1\r\nHost: {host}\r\nX-GitHub-Event: push\r\n"
+            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head)
+        conn.settimeout(0.05)
+        try:  # a server that answers at once and closes has something to read already
+            early = conn.recv(65536)
+        except TimeoutError:
+            early = b""
+        conn.settimeout(10)
+        assert early == b"", early[:100]
+        for start in range(0, len(body), 64 * 1024):
+            conn.sendall(body[start:start + 64 * 1024])
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    response = b"".join(chunks)
+    assert response.split(b"\r\n", 1)[0].endswith(b"413 Request Entity Too Large"), response
+    assert served.triggers == []
+
+
 def raw_post(url: str, length_headers: list[str], body: bytes) -> bytes:
     """POST /webhook with exactly these Content-Length values; the raw response."""
     host, port = url.removeprefix("http://").split(":")
