@@ -80,6 +80,10 @@ class WarmPool:
     # set, and for cpu pools). The Kubernetes runtime builds the pod's scheduling from it; the
     # local runtime ignores it. A change is an `update`.
     scheduling: str = ""
+    # Live pools only: what the runtime found changed by hand in fields the pool does not
+    # model (e.g. a Deployment's strategy or probes), described; "" when nothing is. A
+    # desired pool has "", so such drift is an `update` that writes the pool again.
+    drift: str = ""
 
     @property
     def algorithm(self) -> str:
@@ -90,6 +94,8 @@ class WarmPool:
         # recursive deep copy, which dominated writing a 10,000-pool plan.
         data = {name: getattr(self, name) for name in _WARM_POOL_FIELDS}
         data["sources"] = list(self.sources)
+        if not self.drift:
+            del data["drift"]  # only live pools have it: plans and annotations stay as before
         return data
 
     @classmethod
@@ -105,7 +111,8 @@ _WARM_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(WarmPool))
 # (version, visibility, sources, reason) are display only and never diffed.
 SCALE_FIELDS = ("replicas",)
 RELOAD_FIELDS = ("model_path", "model_digest")
-UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling")
+UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling",
+                 "drift")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +155,9 @@ class LiveState:
     pools: tuple[WarmPool, ...] = ()
     status: Mapping[str, PoolStatus] = field(default_factory=lambda: MappingProxyType({}))
     revision: str = "0"
+    # What the runtime saw that a plan should mention (e.g. another writer of fields the
+    # reconciler sets); each becomes a warning of the plan.
+    warnings: tuple[str, ...] = ()
 
     def pool(self, pool_id_: str) -> WarmPool | None:
         return next((p for p in self.pools if p.id == pool_id_), None)

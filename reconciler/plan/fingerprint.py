@@ -18,7 +18,7 @@ from reconciler.errors import StalePlan
 from reconciler.plan.plans import Plan, Resource
 from reconciler.states import DesiredState, LiveState, Quota, ResourceKind, Tenant, WarmPool
 
-_POOL_FIELDS = tuple(f.name for f in fields(WarmPool))
+_POOL_FIELDS = tuple(f.name for f in fields(WarmPool) if f.name != "drift")  # live pools only
 _QUOTA_FIELDS = tuple(f.name for f in fields(Quota))
 _TENANT_FIELDS = tuple(f.name for f in fields(Tenant))
 

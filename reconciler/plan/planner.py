@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from reconciler.config.model import Safety
+from reconciler.errors import Diagnostic, Severity
 from reconciler.plan import diff, order
 from reconciler.plan.capacity import check_capacity, quota_errors
 from reconciler.plan.fingerprint import check_fresh, fingerprint
@@ -52,6 +53,7 @@ def make_plan(
                             allow_reduced_capacity=allow_reduced_capacity)
     errors += report.errors
     warnings = list(report.warnings)
+    warnings += [Diagnostic(text, severity=Severity.WARNING) for text in live.warnings]
     if report.in_place:
         actions = tuple(_in_place(a, report.in_place) for a in actions)
     safety_errors, safety_warnings = check_safety(desired, live, actions, safety or Safety(),
