@@ -23,17 +23,19 @@ NO_AGENT = "replicas pending: no agent running; start `reconciler daemon`"
 
 @click.command("status")
 @options.runtime_options
+@options.instance_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="text for people, json for tools.")
 def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
-            kube_context: str | None, fmt: str) -> None:
+            kube_context: str | None, instance: str | None, fmt: str) -> None:
     """Show the warm pools on the runtime: wanted and ready replicas, model
     digest, errors, and each ready replica (its pid on the local runtime, its
     pod on Kubernetes)."""
     from reconciler.runtimes import open_runtime
 
     target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
-                          kubeconfig=kubeconfig, context=kube_context)
+                          kubeconfig=kubeconfig, context=kube_context,
+                          settings=options.instance_settings(instance))
     try:
         live = target.observe()
         report = target.report() if hasattr(target, "report") else {}

@@ -43,7 +43,7 @@ def test_plan_apply_plan_status(tmp_path: Path, prefix: str, kubeconfig: Path,
     alice = next(a for a in data["actions"] if a["kind"] == "WarmPool"
                  and a["caller"] == "alice")
     set_deployment_status(api, f"{prefix}alice", m.deployment_name(alice["id"]), ready=2)
-    status = reconciler("status", *common, "--format", "json")
+    status = reconciler("status", *common, "--instance", prefix, "--format", "json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     pools = {p["id"]: p for p in report["pools"]}
@@ -83,7 +83,7 @@ def test_status_text_shows_pods_and_no_local_agent(tmp_path: Path, prefix: str,
     set_deployment_status(api, f"{prefix}alice", m.deployment_name(pool.id), ready=1)
 
     result = reconciler("status", "--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
-                        "--state", str(tmp_path / "state"))
+                        "--state", str(tmp_path / "state"), "--instance", prefix)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "PODS" in lines[0].split() and "PIDS" not in lines[0].split()

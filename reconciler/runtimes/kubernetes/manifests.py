@@ -55,6 +55,7 @@ DATA_ROOT = "/data"
 DATA_VOLUME = "data"
 MAX_NAME = 63
 ELSEWHERE = "@"  # ID@NAMESPACE: an object of this instance outside its current namespace
+ANY_PREFIX = "*"  # a namespacePrefix no config has: reading (status) without the config's
 PDB_VERSIONS = ("policy/v1", "policy/v1beta1")  # newest first
 
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")

@@ -132,8 +132,8 @@ def live_state(lists: Lists, settings: KubernetesSettings,
         if pool is not None:
             owned.append((obj, pool))
     for obj in quotas:
-        _writers(obj, m.quota_manifest(_quota(obj, settings) or Quota("", 0), settings),
-                 writers)
+        _writers("ResourceQuota", obj,
+                 m.quota_manifest(_quota(obj, settings) or Quota("", 0), settings), writers)
     pools = _unique((p for _, p in owned), key=lambda p: p.id)
     by_pool = _pods_by_pool(lists.pods)
     status = {pool.id: pool_status(obj, by_pool.get((_meta(obj).get("namespace", ""),
@@ -147,10 +147,17 @@ def live_state(lists: Lists, settings: KubernetesSettings,
     return state, index
 
 
+def _placed(namespace: str, account: str, settings: KubernetesSettings) -> bool:
+    """Is `namespace` where the settings put the account's objects? (Always, when the
+    runtime reads without knowing the prefix: m.ANY_PREFIX.)"""
+    return settings.namespace_prefix == m.ANY_PREFIX or \
+        namespace == m.namespace_name(account, settings)
+
+
 def _tenant(obj: Obj, settings: KubernetesSettings) -> Tenant | None:
     tenant = m.tenant_from(obj)
     name = _meta(obj).get("name", "")
-    if tenant is None or name == m.namespace_name(tenant.account, settings):
+    if tenant is None or _placed(name, tenant.account, settings):
         return tenant
     return Tenant(m.elsewhere(tenant.account, name), tenant.type)
 
@@ -158,7 +165,7 @@ def _tenant(obj: Obj, settings: KubernetesSettings) -> Tenant | None:
 def _quota(obj: Obj, settings: KubernetesSettings) -> Quota | None:
     quota = m.quota_from(obj)
     namespace = _meta(obj).get("namespace", "")
-    if quota is None or namespace == m.namespace_name(quota.account, settings):
+    if quota is None or _placed(namespace, quota.account, settings):
         return quota
     return Quota(m.elsewhere(quota.account, namespace), quota.max_engines, quota.max_gpus,
                  quota.source)
@@ -172,26 +179,26 @@ def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSet
         return None
     meta = _meta(obj)
     namespace = meta.get("namespace", "")
-    if namespace != m.namespace_name(pool.caller, settings):
+    if not _placed(namespace, pool.caller, settings):
         pool = WarmPool.from_json({**pool.to_json(), "id": m.elsewhere(pool.id, namespace)})
         applied = WarmPool.from_json({**applied.to_json(), "id": pool.id})
     want = m.deployment_manifest(pool, settings)
-    _writers(obj, want, writers)
+    _writers("Deployment", obj, want, writers)
     pdb = pdbs.get((namespace, meta.get("name")))
     want_pdb = m.pdb_manifest(applied, settings, pdb_version)
     changed = drift.pool_drift(obj, want, pdb, want_pdb)
     if pdb is not None:
-        _writers(pdb, want_pdb, writers)
+        _writers("PodDisruptionBudget", pdb, want_pdb, writers)
     if not changed:
         return pool
     return WarmPool.from_json({**pool.to_json(), "drift": changed})
 
 
-def _writers(obj: Obj, manifest: Mapping[str, Any],
+def _writers(kind: str, obj: Obj, manifest: Mapping[str, Any],
              found: dict[tuple[str, str], list[str]]) -> None:
     for manager, path in drift.shared_writers(obj, manifest):
         meta = _meta(obj)
-        found.setdefault((manager, f"{obj.get('kind')} {path}"), []).append(
+        found.setdefault((manager, f"{kind} {path}"), []).append(
             f"{meta.get('namespace')}/{meta.get('name')}")
 
 

@@ -151,6 +151,17 @@ class Writer:
             self.remember(path, obj)
             raise Pending(f"{kind} {_name(path)} is being deleted; waiting for it to go (the "
                           "next pass makes it again)")
+        namespace = meta.get("namespace")
+        if namespace:  # an update would succeed in a namespace on its way out: wait instead
+            if self.namespace(namespace) is None:
+                found = self.api.get_or_none(m_path(namespace))
+                if found is not None and owner_problem(found, self.settings) is None:
+                    self.remember(m_path(namespace), found)
+                elif found is not None and (found.get("metadata") or {}).get(
+                        "deletionTimestamp"):
+                    raise Pending(f"{kind} {_name(path)}: namespace {namespace} is being "
+                                  "deleted; waiting for it to go")
+            self.check_namespace(namespace, f"{kind} {_name(path)}")
         return obj
 
     def delete(self, path: str, kind: str) -> bool:
