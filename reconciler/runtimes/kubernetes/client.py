@@ -116,26 +116,28 @@ class Breaker:
     def __init__(self, threshold: int = BREAKER_THRESHOLD) -> None:
         self.threshold = threshold
         self.failures = 0
-        self.last_error = ""
+        self.reason: str | None = None  # set when the circuit opens; it stays open
         self._lock = threading.Lock()
 
     @property
     def open(self) -> bool:
-        return self.failures >= self.threshold
+        return self.reason is not None
 
     def check(self) -> None:
-        if self.open:
-            raise Unavailable(f"stopped: the API server failed {self.failures} requests in a "
-                              f"row (circuit breaker; last: {self.last_error})")
+        if self.reason is not None:
+            raise Unavailable(self.reason)
 
     def record(self, error: ApiError | None) -> None:
         with self._lock:
+            if self.reason is not None:
+                return
             if error is None or not _failed(error.status):
-                if not self.open:
-                    self.failures = 0
+                self.failures = 0
                 return
             self.failures += 1
-            self.last_error = str(error)
+            if self.failures >= self.threshold:
+                self.reason = (f"stopped: the API server failed {self.failures} requests in a "
+                               f"row (circuit breaker; last: {error})")
 
 
 @dataclass(frozen=True)
