@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config import load_config
-from reconciler.config.model import Config
+from reconciler.config.model import Config, Settings
 from reconciler.daemon.state import (
     APPLIED,
     DEFERRED,
@@ -54,6 +54,7 @@ class PassSettings:
     allow_mass_delete: bool = False
     allow_reduced_capacity: bool = False
     lock_timeout: float = 10.0
+    watch: float | None = None  # Kubernetes: watch caches relisted this often (the resync)
 
 
 def pools_summary(live: LiveState) -> dict[str, Any]:
@@ -88,6 +89,8 @@ class PipelinePass:
         self._roots_saved: Path | None = None
         self._probe: FullRuntime | None = None  # observe()'s runtime, kept open
         self._probe_lock = threading.Lock()
+        self._settings: Settings | None = None  # the last pass's (they name the instance)
+        self._probe_settings: Settings | None = None
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
         config_dir = snapshot.config_dir
@@ -95,6 +98,7 @@ class PipelinePass:
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
         config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit)
+        self._settings = config.settings
         closed = self.gate() if self.gate is not None else None
         if closed:
             raise ReconcilerError(f"pass not run: {closed}")
@@ -153,7 +157,8 @@ class PipelinePass:
         s = self.settings
         return open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
                             config_dir=config_dir, data_root=s.data_root, code_root=s.code_root,
-                            kubeconfig=s.kubeconfig, context=s.context, gate=self.gate)
+                            kubeconfig=s.kubeconfig, context=s.context, gate=self.gate,
+                            watch=s.watch)
 
     def observe(self) -> LiveState:
         """A read of the runtime outside any pass (the pools on /status and the gauges).
@@ -161,9 +166,14 @@ class PipelinePass:
         HTTP threads take turns."""
         s = self.settings
         with self._probe_lock:
+            if self._probe is not None and self._probe_settings is not self._settings:
+                self._probe.close()  # a new config may name another instance
+                self._probe = None
             if self._probe is None:
+                self._probe_settings = self._settings
                 self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
-                                           kubeconfig=s.kubeconfig, context=s.context)
+                                           settings=self._settings, kubeconfig=s.kubeconfig,
+                                           context=s.context, watch=s.watch)
             return self._probe.observe()
 
     def close(self) -> None:

@@ -24,14 +24,16 @@ Gate = Callable[[], str | None]
 def open_runtime(name: Literal["local"], *, state_dir: Path, settings: Settings | None = None,
                  config_dir: Path | None = None, data_root: Path | None = None,
                  code_root: Path | None = None, kubeconfig: Path | None = None,
-                 context: str | None = None, gate: Gate | None = None) -> LocalRuntime: ...
+                 context: str | None = None, gate: Gate | None = None,
+                 watch: float | None = None) -> LocalRuntime: ...
 
 
 @overload
 def open_runtime(name: str, *, state_dir: Path, settings: Settings | None = None,
                  config_dir: Path | None = None, data_root: Path | None = None,
                  code_root: Path | None = None, kubeconfig: Path | None = None,
-                 context: str | None = None, gate: Gate | None = None) -> FullRuntime: ...
+                 context: str | None = None, gate: Gate | None = None,
+                 watch: float | None = None) -> FullRuntime: ...
 
 
 def open_runtime(
@@ -45,6 +47,7 @@ def open_runtime(
     kubeconfig: Path | None = None,
     context: str | None = None,
     gate: Gate | None = None,
+    watch: float | None = None,
 ) -> FullRuntime:
     """Open a runtime. Imports lazily, so the local runtime never loads the Kubernetes client.
 
@@ -55,6 +58,9 @@ def open_runtime(
     - `gate()`: None while this process may write, else why not (the daemon's Lease);
       the Kubernetes runtime then writes nothing and stops waiting. The local runtime
       has one writer per state directory (STATE/apply.lock) and takes no gate.
+    - `watch` (seconds, Kubernetes only; the daemon): read from informer caches that
+      watch the cluster and are relisted this often, shared by the runtimes this process
+      opens, so a pass that changes nothing asks the API server nothing.
     """
     if config_dir is not None:
         data_root = data_root or config_dir / "data"
@@ -68,5 +74,5 @@ def open_runtime(
         from reconciler.runtimes.kubernetes.runtime import KubernetesRuntime
 
         return KubernetesRuntime(settings or Settings(), kubeconfig=kubeconfig, context=context,
-                                 gate=gate)
+                                 gate=gate, watch=watch)
     raise ReconcilerError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")

@@ -27,13 +27,15 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 
 @dataclass
 class Rule:
-    """Fail requests for which `match(method, path)` holds, `times` of them (None: all),
-    with `fault`: an HTTP status (429, 500, 503, ...) or "reset"."""
+    """Fail requests for which `match(method, path)` holds (and whose query string holds
+    `query`, when given), `times` of them (None: all), with `fault`: an HTTP status (429,
+    500, 503, 410, ...) or "reset"."""
 
     match: Callable[[str, str], bool]
     fault: int | str
     times: int | None = 1
     retry_after: str | None = None
+    query: str | None = None
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Seen:
     method: str
     path: str
     outcome: int | str  # the upstream status, or the fault injected
+    query: str = ""
 
 
 @dataclass
@@ -62,10 +65,10 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                path = urlsplit(self.path).path
-                fault = proxy.fault_for(self.command, path)
+                path, query = urlsplit(self.path).path, urlsplit(self.path).query
+                fault = proxy.fault_for(self.command, path, query)
                 if fault == "reset":
-                    proxy.record(self.command, path, "reset")
+                    proxy.record(self.command, path, "reset", query)
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                                struct.pack("ii", 1, 0))
                     self.connection.close()
@@ -73,7 +76,7 @@ class FaultProxy:
                     return
                 if fault is not None:
                     status, retry_after = fault
-                    proxy.record(self.command, path, status)
+                    proxy.record(self.command, path, status, query)
                     payload = json.dumps({"kind": "Status", "apiVersion": "v1",
                                           "status": "Failure", "code": status,
                                           "message": "injected by the test proxy"}).encode()
@@ -87,7 +90,7 @@ class FaultProxy:
                     return
                 status, headers, data = proxy.forward(self.command, self.path,
                                                       dict(self.headers), body)
-                proxy.record(self.command, path, status)
+                proxy.record(self.command, path, status, query)
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in HOP and name.lower() != "content-length":
@@ -117,19 +120,21 @@ class FaultProxy:
             "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "u"}}]}))
         return path
 
-    def fault_for(self, method: str, path: str) -> tuple[int, str | None] | str | None:
+    def fault_for(self, method: str, path: str,
+                  query: str = "") -> tuple[int, str | None] | str | None:
         with self._lock:
             for rule in self.rules:
-                if rule.times != 0 and rule.match(method, path):
+                if rule.times != 0 and rule.match(method, path) and \
+                        (rule.query is None or rule.query in query):
                     if rule.times is not None:
                         rule.times -= 1
                     return "reset" if rule.fault == "reset" else (int(rule.fault),
                                                                    rule.retry_after)
         return None
 
-    def record(self, method: str, path: str, outcome: int | str) -> None:
+    def record(self, method: str, path: str, outcome: int | str, query: str = "") -> None:
         with self._lock:
-            self.seen.append(Seen(method, path, outcome))
+            self.seen.append(Seen(method, path, outcome, query))
 
     def forward(self, method: str, target: str, headers: dict[str, str],
                 body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
