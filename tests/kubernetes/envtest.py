@@ -195,7 +195,12 @@ class Envtest:
         self._procs.clear()
 
     def cleanup(self) -> None:
+        """Stop, and remove the working directory; $ENVTEST_KEEP_AUDIT names a file to keep
+        the audit log in (e.g. to list the requests a whole test session made)."""
         self.stop()
+        keep = os.environ.get("ENVTEST_KEEP_AUDIT")
+        if keep and self.audit_log.exists():
+            shutil.copyfile(self.audit_log, keep)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
