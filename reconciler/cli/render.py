@@ -136,8 +136,8 @@ def read_manifest(out: Path) -> set[Path]:
     """The files the last render into `out` wrote (none when it left no manifest)."""
     try:
         text = (out / MANIFEST).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return set()
+    except (FileNotFoundError, NotADirectoryError):
+        return set()  # nothing rendered there yet (writing says why when DIR is unusable)
     except (OSError, UnicodeDecodeError) as exc:
         raise ReconcilerError(f"--out {out}: cannot read {MANIFEST}, the list of files an "
                               f"earlier render wrote: {exc}") from None
