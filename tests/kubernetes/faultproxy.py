@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,13 +30,14 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 class Rule:
     """Fail requests for which `match(method, path)` holds (and whose query string holds
     `query`, when given), `times` of them (None: all), with `fault`: an HTTP status (429,
-    500, 503, 410, ...) or "reset"."""
+    500, 503, 410, ...), "reset", or "slow" (answer only after `delay` seconds)."""
 
     match: Callable[[str, str], bool]
     fault: int | str
     times: int | None = 1
     retry_after: str | None = None
     query: str | None = None
+    delay: float = 0.0
 
 
 @dataclass
@@ -67,7 +69,11 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 path, query = urlsplit(self.path).path, urlsplit(self.path).query
                 fault = proxy.fault_for(self.command, path, query)
-                if fault == "reset":
+                if isinstance(fault, float):  # slow: answer late (the client gave up)
+                    proxy.record(self.command, path, "slow", query)
+                    time.sleep(fault)
+                    fault = None
+                elif fault == "reset":
                     proxy.record(self.command, path, "reset", query)
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                                struct.pack("ii", 1, 0))
@@ -91,6 +97,8 @@ class FaultProxy:
                 status, headers, data = proxy.forward(self.command, self.path,
                                                       dict(self.headers), body)
                 proxy.record(self.command, path, status, query)
+                if not self.wfile or self.wfile.closed:
+                    return
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in HOP and name.lower() != "content-length":
@@ -121,13 +129,15 @@ class FaultProxy:
         return path
 
     def fault_for(self, method: str, path: str,
-                  query: str = "") -> tuple[int, str | None] | str | None:
+                  query: str = "") -> tuple[int, str | None] | str | float | None:
         with self._lock:
             for rule in self.rules:
                 if rule.times != 0 and rule.match(method, path) and \
                         (rule.query is None or rule.query in query):
                     if rule.times is not None:
                         rule.times -= 1
+                    if rule.fault == "slow":
+                        return rule.delay
                     return "reset" if rule.fault == "reset" else (int(rule.fault),
                                                                    rule.retry_after)
         return None

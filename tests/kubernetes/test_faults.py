@@ -16,7 +16,7 @@ from kubekit import plan_for, reconciler, write_config
 
 from reconciler.apply import Outcome, execute
 from reconciler.config.model import Settings
-from reconciler.runtimes.kubernetes.client import BREAKER_THRESHOLD
+from reconciler.runtimes.kubernetes.client import BREAKER_THRESHOLD, Api, connect
 from reconciler.runtimes.kubernetes.runtime import CONCURRENCY, KubernetesRuntime
 
 pytestmark = pytest.mark.slow
@@ -101,6 +101,39 @@ def test_the_executor_reports_what_was_done_before_the_breaker_opened(
     assert outcomes[("WarmPool", Outcome.FAILED)] >= 1
     assert outcomes[("WarmPool", Outcome.SKIPPED)] + outcomes[("WarmPool", Outcome.FAILED)] == 7
     assert not result.ok
+
+
+def test_lists_page_and_start_over_when_the_continue_token_expired(
+        tmp_path: Path, prefix: str, envtest: Envtest, proxy: FaultProxy, api: Api) -> None:
+    for i in range(5):
+        api.request("POST", "/api/v1/namespaces", body={
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": f"{prefix}page-{i}", "labels": {"page": prefix.strip("-")}}})
+    proxy.rules.append(Rule(lambda method, path: True, 410, query="continue="))
+    pager = Api(connect(proxy.kubeconfig(tmp_path, envtest.token)))
+    try:
+        listing = pager.list("/api/v1/namespaces", labels=f"page={prefix.strip('-')}", page=2)
+    finally:
+        pager.close()
+    assert sorted(o["metadata"]["name"] for o in listing.items) == [
+        f"{prefix}page-{i}" for i in range(5)]
+    pages = [(s.outcome, "continue=" in s.query) for s in proxy.seen]
+    # first page, the second refused (410: expired), then the whole list again: 3 pages
+    assert pages == [(200, False), (410, True), (200, False), (200, True), (200, True)]
+    for i in range(5):
+        api.delete(f"/api/v1/namespaces/{prefix}page-{i}")
+
+
+def test_a_read_that_times_out_is_retried(tmp_path: Path, envtest: Envtest,
+                                          proxy: FaultProxy) -> None:
+    proxy.rules.append(Rule(lambda method, path: path == "/api/v1/nodes", "slow", delay=2.0))
+    reader = Api(connect(proxy.kubeconfig(tmp_path, envtest.token)), timeout=0.5,
+                 delays=(0.0, 0.0))
+    try:
+        assert reader.list("/api/v1/nodes").items
+    finally:
+        reader.close()
+    assert [s.outcome for s in proxy.seen if s.path == "/api/v1/nodes"][:2] == ["slow", 200]
 
 
 def test_a_kubeconfig_that_is_not_yaml_is_a_clean_error(tmp_path: Path) -> None:

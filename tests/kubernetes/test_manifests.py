@@ -286,3 +286,27 @@ def test_render_and_the_local_runtime_never_import_the_kubernetes_client(tmp_pat
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize(("extra", "error"), [
+    ("    instance: prod\n    dataVolume: {nfs: {server: nfs.example, path: /models}}\n", None),
+    ("    instance: Prod-\n", "spec.kubernetes.instance"),
+    ("    dataVolume: {nfs: {server: a}, hostPath: {path: /m}}\n", "spec.kubernetes.dataVolume"),
+    ("    dataVolume: {persistentVolumeClam: {claimName: m}}\n", "spec.kubernetes.dataVolume"),
+    ("    dataVolume: {}\n", "spec.kubernetes.dataVolume"),
+])
+def test_settings_instance_and_data_volume(tmp_path: Path, extra: str, error: str | None) -> None:
+    from reconciler.config.loader import check_config
+
+    root = write_config(tmp_path / "repo", "acct-")
+    settings = root / "settings.yaml"
+    settings.write_text(settings.read_text().replace("  kubernetes:\n", "  kubernetes:\n" + extra))
+    config, diagnostics = check_config(root)
+    if error is None:
+        assert config is not None, [str(d) for d in diagnostics]
+        kubernetes = config.settings.kubernetes
+        assert kubernetes.instance == "prod"
+        assert dict(kubernetes.data_volume["nfs"]) == {"server": "nfs.example", "path": "/models"}
+    else:
+        assert config is None
+        assert any(error in str(d) for d in diagnostics), [str(d) for d in diagnostics]
