@@ -22,7 +22,7 @@ from kubekit import desired_of, reconciler, write_config
 
 from reconciler.config.model import KubernetesSettings
 from reconciler.desired import scheduling_json
-from reconciler.runtimes.kubernetes import drift
+from reconciler.runtimes.kubernetes import drift, readback
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.states import Quota, Tenant, WarmPool, pool_id
 
@@ -108,7 +108,7 @@ def test_scheduling_comes_from_the_pool_not_from_the_runtime_settings() -> None:
     bare = make_pool(name="vision", processor="gpu", gpu=1, scheduling="")
     spec = m.deployment_manifest(bare, SETTINGS)["spec"]["template"]["spec"]
     assert spec["tolerations"] == [m.GPU_TOLERATION]
-    assert m.pool_from(m.deployment_manifest(bare, SETTINGS)) == bare
+    assert readback.pool_from(m.deployment_manifest(bare, SETTINGS)) == bare
     cpu = m.deployment_manifest(make_pool(), SETTINGS)["spec"]["template"]["spec"]
     assert "nodeSelector" not in cpu and "tolerations" not in cpu
 
@@ -146,18 +146,19 @@ def test_names_and_labels_stay_valid_for_the_longest_names() -> None:
                                                          visibility="unpublished",
                                                          scheduling=GPU_SCHEDULING)])
 def test_a_deployment_reads_back_as_the_pool_it_was_made_from(pool: WarmPool) -> None:
-    assert m.pool_from(m.deployment_manifest(pool, SETTINGS)) == pool
+    assert readback.pool_from(m.deployment_manifest(pool, SETTINGS)) == pool
 
 
 def test_hand_edits_are_read_back_and_rewritten_quantities_are_not() -> None:
     deployment = m.deployment_manifest(make_pool(), SETTINGS)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["resources"]["limits"]["cpu"] = "500m"  # how the API server writes "0.5"
-    assert m.pool_from(deployment) == make_pool()
+    assert readback.pool_from(deployment) == make_pool()
     container["resources"]["limits"]["memory"] = "1Gi"
     container["image"] = "someone/else"
     deployment["spec"]["replicas"] = 9
-    assert m.pool_from(deployment) == make_pool(memory="1Gi", image="someone/else", replicas=9)
+    assert readback.pool_from(deployment) == make_pool(memory="1Gi", image="someone/else",
+                                                       replicas=9)
 
 
 def test_hand_edited_scheduling_reads_back_as_drift() -> None:
@@ -165,23 +166,23 @@ def test_hand_edited_scheduling_reads_back_as_drift() -> None:
     deployment = m.deployment_manifest(pool, SETTINGS)
     pod = deployment["spec"]["template"]["spec"]
     pod["tolerations"] = [{"operator": "Exists"}]
-    assert m.pool_from(deployment) == make_pool(
+    assert readback.pool_from(deployment) == make_pool(
         processor="gpu", gpu=1,
         scheduling='{"nodeSelector":{"accelerator":"nvidia"},"tolerations":[{"operator":"Exists"}]}')
     del pod["nodeSelector"], pod["tolerations"]
-    assert m.pool_from(deployment) == make_pool(processor="gpu", gpu=1, scheduling="")
+    assert readback.pool_from(deployment) == make_pool(processor="gpu", gpu=1, scheduling="")
 
 
 def test_tenants_and_quotas_read_back() -> None:
-    assert m.tenant_from(m.namespace_manifest("acme", SETTINGS, Tenant("acme", "organization"))
-                         ) == Tenant("acme", "organization")
-    assert m.tenant_from(m.namespace_manifest("acme", SETTINGS)) is None
+    org = Tenant("acme", "organization")
+    assert readback.tenant_from(m.namespace_manifest("acme", SETTINGS, org)) == org
+    assert readback.tenant_from(m.namespace_manifest("acme", SETTINGS)) is None
     quota = Quota("alice", 5, None, "alice-capacity")
     manifest = m.quota_manifest(quota, SETTINGS)
     assert manifest["spec"]["hard"] == {"pods": "5"}
-    assert m.quota_from(manifest) == quota
+    assert readback.quota_from(manifest) == quota
     manifest["spec"]["hard"] = {"pods": "1k", f"requests.{m.GPU}": "3"}  # edited by hand
-    assert m.quota_from(manifest) == Quota("alice", 1000, 3, "alice-capacity")
+    assert readback.quota_from(manifest) == Quota("alice", 1000, 3, "alice-capacity")
 
 
 def test_drift_is_any_field_the_reconciler_sets_and_not_what_others_add() -> None:

@@ -1,6 +1,6 @@
 """Drift in the fields the reconciler sets, and other writers of them. Pure.
 
-manifests.pool_from reads the fields a WarmPool models (replicas, image,
+readback.pool_from reads the fields a WarmPool models (replicas, image,
 resources, entrypoint, model, scheduling) back from a Deployment. Everything
 else the reconciler sets (strategy, probes, command, env, labels, volumes,
 the PodDisruptionBudget) is compared here: the manifest the reconciler would

@@ -1,4 +1,4 @@
-"""Desired objects as Kubernetes manifests, and back. Pure: no client, no I/O.
+"""Desired objects as Kubernetes manifests. Pure: no client, no I/O.
 
 Tenant -> Namespace `<namespacePrefix><account>`; Quota -> ResourceQuota
 `reconciler-quota` in that namespace; WarmPool -> Deployment in the caller's
@@ -6,10 +6,8 @@ namespace plus a PodDisruptionBudget of the same name (minAvailable =
 replicas). Every object carries the managed-by and instance labels (observe
 lists by both and never touches anything without them) and a
 `reconciler.io/spec` annotation with the whole value it was made from, so
-observe() gives back exactly what was applied and a second plan is empty.
-Fields a person could change by hand (replicas, image, resources, env, the
-digest annotation) are read back from the object itself, so such drift shows
-up in the next plan (drift.py compares the rest).
+observe() gives back exactly what was applied and a second plan is empty
+(readback.py reads objects back; drift.py compares what was changed by hand).
 
 The engine container runs `reconciler worker` (SPEC.md section 4) with its
 settings in RECONCILER_* variables; Settings.kubernetes.dataVolume, when set,
@@ -31,7 +29,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.config.model import KubernetesSettings
-from reconciler.quantities import parse
 from reconciler.states import DesiredState, Quota, Tenant, WarmPool
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -135,7 +132,7 @@ def account_namespace(account: str, settings: KubernetesSettings) -> str:
     return namespace or namespace_name(plain, settings)
 
 
-def _spec_json(data: Mapping[str, Any]) -> str:
+def spec_json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -146,7 +143,7 @@ def _meta(name: str, labels: dict[str, str], spec: Mapping[str, Any] | None,
         meta["namespace"] = namespace
     meta["labels"] = {**own_labels(settings), **labels}
     if spec is not None:
-        meta["annotations"] = {SPEC_ANNOTATION: _spec_json(spec)}
+        meta["annotations"] = {SPEC_ANNOTATION: spec_json(spec)}
     return meta
 
 
@@ -179,51 +176,6 @@ def quota_manifest(quota: Quota, settings: KubernetesSettings) -> dict[str, Any]
             "metadata": _meta(QUOTA_NAME, {ACCOUNT_LABEL: label_value(account)}, spec,
                               settings, account_namespace(quota.account, settings)),
             "spec": {"hard": hard}}
-
-
-def tenant_from(obj: Mapping[str, Any]) -> Tenant | None:
-    data = _spec_of(obj)
-    return None if data is None else Tenant(data["account"], data.get("type", "user"))
-
-
-def quota_from(obj: Mapping[str, Any]) -> Quota | None:
-    """The Quota a ResourceQuota was applied from, its limits read from `spec.hard` (a hand
-    edit of the hard limits is drift: an `update` in the next plan)."""
-    data = _spec_of(obj)
-    if data is None:
-        return None
-    try:
-        quota = Quota(str(data["account"]), int(data["max_engines"]),
-                      None if data.get("max_gpus") is None else int(data["max_gpus"]),
-                      str(data.get("source", "")))
-    except (KeyError, TypeError, ValueError):
-        return None
-    hard = (obj.get("spec") or {}).get("hard") or {}
-    return Quota(quota.account, _hard_int(hard.get("pods")),
-                 _hard_int(hard.get(f"requests.{GPU}")), quota.source)
-
-
-def _hard_int(value: Any) -> Any:
-    """A hard limit as an int (None when absent; the text itself when it is not a whole
-    number, so it differs from any desired limit)."""
-    if value is None:
-        return None
-    try:
-        number = parse(str(value))
-    except ValueError:
-        return str(value)
-    return int(number) if number == number.to_integral_value() else str(value)
-
-
-def _spec_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(SPEC_ANNOTATION)
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # --- warm pools -----------------------------------------------------------------------------
@@ -353,65 +305,6 @@ def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
     if operator == "Exists":
         return True
     return (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def _live_scheduling(pool: WarmPool, pod_spec: Mapping[str, Any]) -> str:
-    """The pool's `scheduling` while the pod spec still says the same; else the canonical
-    JSON of what the pod spec says now (someone edited it: drift, an `update`)."""
-    live = {key: pod_spec[key] for key in ("nodeSelector", "tolerations") if pod_spec.get(key)}
-    if live == scheduling_of(pool):
-        return pool.scheduling
-    return _spec_json(live) if live else ""
-
-
-def applied_pool(obj: Mapping[str, Any]) -> WarmPool | None:
-    """The WarmPool a Deployment was applied from (its spec annotation), or None."""
-    data = _spec_of(obj)
-    if data is None:
-        return None
-    try:
-        return WarmPool.from_json(data)
-    except (TypeError, ValueError):
-        return None
-
-
-def pool_from(obj: Mapping[str, Any]) -> WarmPool | None:
-    """The WarmPool a Deployment was applied from, with hand-editable fields read from the
-    object (replicas, image, resources, env, digest) so drift shows in the next plan."""
-    pool = applied_pool(obj)
-    if pool is None:
-        return None
-    spec = obj.get("spec") or {}
-    template = spec.get("template") or {}
-    pod_spec = template.get("spec") or {}
-    containers = pod_spec.get("containers") or [{}]
-    container = next((c for c in containers if c.get("name") == CONTAINER), containers[0])
-    env = {e.get("name"): e.get("value") for e in container.get("env") or ()}
-    limits = (container.get("resources") or {}).get("limits") or {}
-    digest = ((template.get("metadata") or {}).get("annotations") or {}).get(DIGEST_ANNOTATION)
-    values = {
-        "replicas": spec.get("replicas", pool.replicas),
-        "image": container.get("image", pool.image),
-        "cpu": _same_quantity(pool.cpu, limits.get("cpu")),
-        "memory": _same_quantity(pool.memory, limits.get("memory")),
-        "gpu": _hard_int(limits.get(GPU, 0)) if limits.get(GPU) is not None else 0,
-        "entrypoint": env.get("RECONCILER_ENTRYPOINT", pool.entrypoint),
-        "model_path": env.get("RECONCILER_MODEL_PATH", pool.model_path),
-        "model_digest": digest or pool.model_digest,
-        "scheduling": _live_scheduling(pool, pod_spec),
-    }
-    return WarmPool.from_json({**pool.to_json(), **values})
-
-
-def _same_quantity(applied: str, live: str | None) -> str:
-    """The applied spelling while the live value means the same amount (the API server
-    may rewrite "0.5" as "500m"); the live one when someone changed it."""
-    if live is None:
-        return applied
-    try:
-        return applied if parse(applied) == parse(live) else live
-    except ValueError:
-        return live
 
 
 # --- everything, for `reconciler render` ----------------------------------------------------

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.config.model import KubernetesSettings
-from reconciler.runtimes.kubernetes import drift
+from reconciler.runtimes.kubernetes import drift, readback
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.states import LiveState, PoolStatus, Quota, ReplicaStatus, Tenant, WarmPool
 
@@ -155,7 +155,7 @@ def _placed(namespace: str, account: str, settings: KubernetesSettings) -> bool:
 
 
 def _tenant(obj: Obj, settings: KubernetesSettings) -> Tenant | None:
-    tenant = m.tenant_from(obj)
+    tenant = readback.tenant_from(obj)
     name = _meta(obj).get("name", "")
     if tenant is None or _placed(name, tenant.account, settings):
         return tenant
@@ -163,7 +163,7 @@ def _tenant(obj: Obj, settings: KubernetesSettings) -> Tenant | None:
 
 
 def _quota(obj: Obj, settings: KubernetesSettings) -> Quota | None:
-    quota = m.quota_from(obj)
+    quota = readback.quota_from(obj)
     namespace = _meta(obj).get("namespace", "")
     if quota is None or _placed(namespace, quota.account, settings):
         return quota
@@ -174,7 +174,7 @@ def _quota(obj: Obj, settings: KubernetesSettings) -> Quota | None:
 def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSettings,
           writers: dict[tuple[str, str], list[str]], pdb_version: str) -> WarmPool | None:
     """The live pool of a Deployment: fields read back, the rest compared (drift)."""
-    pool, applied = m.pool_from(obj), m.applied_pool(obj)
+    pool, applied = readback.pool_from(obj), readback.applied_pool(obj)
     if pool is None or applied is None:
         return None
     meta = _meta(obj)

@@ -37,7 +37,7 @@ from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.base import NotReady
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.runtimes.kubernetes import nodes as k8s_nodes
-from reconciler.runtimes.kubernetes import observed
+from reconciler.runtimes.kubernetes import observed, readback
 from reconciler.runtimes.kubernetes.client import (
     FIRST_DELAY,
     MAX_DELAY,
@@ -267,7 +267,7 @@ class KubernetesRuntime:
         known = self.writer.namespace(name)
         if known is None:
             found = self.writer.existing_namespace(observed.namespace_path(name))
-            if found is None or m.tenant_from(found) is not None:
+            if found is None or readback.tenant_from(found) is not None:
                 return done
         elif known.tenant or known.terminating:
             return done
