@@ -24,12 +24,58 @@ from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.runtimes.kubernetes.client import FIELD_MANAGER
 
 SHOWN = 3  # differences named per object; the rest are counted
+IN_PLACE = m.strategy(True)
 # Paths compared elsewhere (pool_from reads them back as the `scheduling` field) or not
 # comparable (the spec annotation holds the applied value, the live pool differs by drift).
 SKIPPED = {("apiVersion",), ("kind",),  # list items carry neither
            ("spec", "template", "spec", "nodeSelector"),
            ("spec", "template", "spec", "tolerations"),
            ("metadata", "annotations", m.SPEC_ANNOTATION)}
+
+
+_MISSING = object()
+
+
+def contains(want: Any, have: Any) -> bool:
+    """Does `have` contain `want` (as `differences` judges)? The fast yes of a no-op plan:
+    plain type checks, and `==` on whole subtrees first."""
+    kind = type(want)
+    if kind is dict:
+        if type(have) is not dict:
+            return False
+        for key, value in want.items():
+            found = have.get(key, _MISSING)
+            if found is _MISSING:
+                return False
+            if value is not found and value != found and not contains(value, found):
+                return False
+        return True
+    if kind is list:
+        if type(have) is not list:
+            return False
+        if want and all(type(w) is dict and "name" in w for w in want):
+            by_name = {h.get("name"): h for h in have if type(h) is dict}
+            return all(w["name"] in by_name and contains(w, by_name[w["name"]]) for w in want)
+        return len(want) == len(have) and all(
+            w == h or contains(w, h) for w, h in zip(want, have, strict=True))
+    return want == have or same(want, have)
+
+
+def comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """`manifest` without what is not compared here (SKIPPED): the paths above are
+    removed from shallow copies along them."""
+    result = dict(manifest)
+    for path in SKIPPED:
+        node: Any = result
+        for key in path[:-1]:
+            child = node.get(key) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                break
+            node[key] = node = dict(child)
+        else:
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+    return result
 
 
 def differences(want: Any, have: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -101,6 +147,8 @@ def describe(kind: str, want: Mapping[str, Any], have: Mapping[str, Any] | None)
     """"" when `have` contains `want`, else the differences in words (a few of them)."""
     if have is None:
         return f"{kind} missing"
+    if contains(comparable(want), have):
+        return ""
     found = list(differences(want, have))
     if not found:
         return ""
@@ -120,7 +168,7 @@ def pool_drift(deployment: Mapping[str, Any], want_deployment: Mapping[str, Any]
     """What was changed by hand in a pool's Deployment and PodDisruptionBudget ("" if
     nothing). The Deployment may have either rolling strategy the reconciler writes."""
     live_strategy = (deployment.get("spec") or {}).get("strategy")
-    if next(differences(m.strategy(True), live_strategy), None) is None:
+    if contains(IN_PLACE, live_strategy):
         want_deployment = {**want_deployment, "spec": {**want_deployment["spec"],
                                                        "strategy": m.strategy(True)}}
     parts = [describe("Deployment", want_deployment, deployment),

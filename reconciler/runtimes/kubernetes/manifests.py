@@ -22,6 +22,7 @@ one to delete, and the delete of an old pool is a version move.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -71,6 +72,7 @@ def fit(text: str, key: str, limit: int = MAX_NAME) -> str:
     return f"{head}-{suffix}"
 
 
+@functools.lru_cache(maxsize=65536)
 def label_value(text: str) -> str:
     """A valid label value for `text`: itself when valid, else a safe form plus a hash."""
     if len(text) <= MAX_NAME and _LABEL_VALUE.match(text):

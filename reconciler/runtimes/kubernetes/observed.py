@@ -174,7 +174,8 @@ def _quota(obj: Obj, settings: KubernetesSettings) -> Quota | None:
 def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSettings,
           writers: dict[tuple[str, str], list[str]], pdb_version: str) -> WarmPool | None:
     """The live pool of a Deployment: fields read back, the rest compared (drift)."""
-    pool, applied = readback.pool_from(obj), readback.applied_pool(obj)
+    applied = readback.applied_pool(obj)
+    pool = readback.pool_from(obj, applied) if applied is not None else None
     if pool is None or applied is None:
         return None
     meta = _meta(obj)

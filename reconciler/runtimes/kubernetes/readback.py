@@ -91,10 +91,10 @@ def applied_pool(obj: Mapping[str, Any]) -> WarmPool | None:
         return None
 
 
-def pool_from(obj: Mapping[str, Any]) -> WarmPool | None:
+def pool_from(obj: Mapping[str, Any], applied: WarmPool | None = None) -> WarmPool | None:
     """The WarmPool a Deployment was applied from, with hand-editable fields read from the
     object (replicas, image, resources, env, digest) so drift shows in the next plan."""
-    pool = applied_pool(obj)
+    pool = applied if applied is not None else applied_pool(obj)
     if pool is None:
         return None
     spec = obj.get("spec") or {}
