@@ -77,6 +77,10 @@ def _log_entry(entry: Any) -> None:
             f" ({entry.message})" if entry.message else "")
 
 
+def _kubernetes(settings: Settings | None) -> object:
+    return settings.kubernetes if settings is not None else None
+
+
 class PipelinePass:
     """The `reconcile` callable the loop runs: Snapshot -> Outcome."""
 
@@ -166,7 +170,8 @@ class PipelinePass:
         HTTP threads take turns."""
         s = self.settings
         with self._probe_lock:
-            if self._probe is not None and self._probe_settings is not self._settings:
+            if self._probe is not None and _kubernetes(self._probe_settings) != \
+                    _kubernetes(self._settings):
                 self._probe.close()  # a new config may name another instance
                 self._probe = None
             if self._probe is None:

@@ -272,11 +272,15 @@ class Api:
                     return Listing(items, str(meta.get("resourceVersion") or ""))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def apply(self, path: str, manifest: dict[str, Any]) -> Answer:
+    def apply(self, path: str, manifest: dict[str, Any], *,
+              metadata_only: bool = False) -> Answer:
         """Server-side apply as field manager `reconciler`, taking over conflicting fields.
-        A `metadata.uid` or `metadata.resourceVersion` in the manifest is a precondition."""
+        A `metadata.uid` or `metadata.resourceVersion` in the manifest is a precondition.
+        `metadata_only`: the answer holds only the object's metadata (less to encode and
+        decode when the caller needs no more)."""
         return self.send("PATCH", path, body=manifest, content_type=APPLY_PATCH,
-                         query={"fieldManager": FIELD_MANAGER, "force": "true"})
+                         query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                         accept=METADATA_ONE if metadata_only else None)
 
     def delete(self, path: str, uid: str | None = None) -> dict[str, Any] | None:
         """Delete in the background (dependents go after); a uid precondition makes sure

@@ -210,14 +210,16 @@ class KubernetesRuntime:
         the Tenant's mark goes."""
         name = m.account_namespace(tenant.account, self.settings)
         known = self.writer.namespace(name)
-        if known is None:
+        quota = bool(self.writer.uid(observed.quota_path(name)))
+        if known is None:  # not observed by this runtime: read what the index would say
             found = self.writer.existing_namespace(observed.namespace_path(name))
             if found is None:
                 return False
+            held = self.api.get_or_none(observed.quota_path(name))
+            quota = held is not None and observed.live(held)
         elif known.terminating:
             return False
-        if self.writer.uid(observed.quota_path(name)) or \
-                self._keep_for_foreign(name, f"Tenant {tenant.account}"):
+        if quota or self._keep_for_foreign(name, f"Tenant {tenant.account}"):
             self.writer.unmark_tenant(name)
             return True
         return self.writer.delete(observed.namespace_path(name), "Namespace")

@@ -31,7 +31,7 @@ from reconciler.backoff import Backoff
 from reconciler.config.model import KubernetesSettings
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.runtimes.kubernetes import nodes as k8s_nodes
-from reconciler.runtimes.kubernetes.client import METADATA_ONE, Api, ApiError
+from reconciler.runtimes.kubernetes.client import METADATA_ONE, Api, ApiError, Breaker
 from reconciler.runtimes.kubernetes.observed import Lists
 
 log = logging.getLogger("reconciler.runtimes.kubernetes.watch")
@@ -299,7 +299,9 @@ def shared(kubeconfig: Path | None, context: str | None, settings: KubernetesSet
         if caches is None:
             for other in [k for k, c in _SHARED.items() if k[:2] == key[:2] and not c.users]:
                 _SHARED.pop(other).stop()
-            caches = Caches(Api(make_client(), attempts=3), settings, resync)
+            # no circuit breaker: an informer outlives outages, backing off between lists
+            caches = Caches(Api(make_client(), attempts=3, breaker=Breaker(threshold=2**62)),
+                            settings, resync)
             _SHARED[key] = caches
         caches.users += 1
         return caches

@@ -118,7 +118,9 @@ class Writer:
             meta["uid"] = uid
         else:
             meta["resourceVersion"] = ABSENT_VERSION
-        answer = self.api.apply(path, {**manifest, "metadata": meta})
+        # the index needs only metadata; caches (write-through) the whole object
+        answer = self.api.apply(path, {**manifest, "metadata": meta},
+                                metadata_only=self._written is None)
         self.remember(path, answer.body, tenant=_is_tenant(manifest))
         return answer.body
 
