@@ -1,3 +1,3 @@
 """reconciler: a declarative GitOps reconciler for a model-serving platform."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -99,6 +99,7 @@ class ApplyResult:
     started_at: str
     finished_at: str
     resumed: str | None = None  # what the journal said about an interrupted earlier run
+    warnings: tuple[str, ...] = ()  # e.g. a damaged journal, set aside
 
     @property
     def failed(self) -> tuple[ChangeEntry, ...]:
@@ -123,7 +124,8 @@ class ApplyResult:
     def to_json(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "startedAt": self.started_at,
                 "finishedAt": self.finished_at, "ok": self.ok, "resumed": self.resumed,
-                "summary": self.counts, "entries": [e.to_json() for e in self.entries]}
+                "warnings": list(self.warnings), "summary": self.counts,
+                "entries": [e.to_json() for e in self.entries]}
 
 
 def action_key(index: int, action: Action) -> str:
@@ -154,7 +156,9 @@ def execute(plan: Plan, runtime: Runtime, *, wait_timeout: float = 300.0,
         else:
             for stage in _stages(plan.actions):
                 run.stage(stage, workers)
-        result = ApplyResult(tuple(run.entries), plan.fingerprint, started, now(), resumed)
+        warnings = tuple(journal.warnings) if journal else ()
+        result = ApplyResult(tuple(run.entries), plan.fingerprint, started, now(), resumed,
+                             warnings)
         if journal:
             journal.event("end", ok=result.ok, summary=result.counts)
     finally:

@@ -50,36 +50,51 @@ class Journal:
     def __init__(self, journal_dir: Path) -> None:
         self.path = Path(journal_dir) / JOURNAL_NAME
         self._handle: IO[str] | None = None
+        self.warnings: list[str] = []  # damage found and set aside; a failing journal
 
     def last_run(self) -> Run | None:
-        """The latest run recorded; a torn last line (a crash mid-write) is ignored."""
+        """The latest run recorded. A damaged journal (bytes that are not UTF-8, a line that
+        is not an event, a torn line) never blocks: it is moved aside (to
+        journal.jsonl.damaged-TIME, kept for a human) with a warning, and what its good
+        lines say is returned (a report only: nothing is decided on it)."""
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return None
-        run: Run | None = None
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            kind = event.get("event")
-            if kind == "begin":
-                run = Run(event.get("fingerprint", ""), int(event.get("actions", 0)),
-                          started_at=event.get("time", ""))
-            elif run is not None and kind == "done":
-                run.done.append(event.get("action", ""))
-            elif run is not None and kind == "end":
-                run.finished = True
-        return run
+            if not self.path.exists() and not self.path.is_symlink():
+                return None
+            if self.path.is_symlink() or not self.path.is_file():
+                self._set_aside("it is not a regular file")
+                return None
+            run, damage = _parse(self.path.read_bytes())
+            if damage:
+                self._set_aside(damage)
+            return run
+        except OSError as exc:
+            self.warnings.append(f"cannot read the apply journal {self.path}: "
+                                 f"{exc.strerror or exc}; the last run is not reported")
+        return None
+
+    def _set_aside(self, why: str) -> None:
+        aside = self.path.with_name(f"{JOURNAL_NAME}.damaged-{_stamp()}")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            self.warnings.append(f"the apply journal {self.path} is damaged ({why}) and could "
+                                 f"not be moved aside ({exc.strerror or exc}); it is not used")
+            return
+        self.warnings.append(f"the apply journal {self.path} was damaged ({why}); moved aside "
+                             f"to {aside.name} and not used (a record only: nothing else "
+                             f"depends on it)")
 
     def begin(self, fingerprint: str, total: int) -> None:
-        """Start a new run: the file keeps only the latest run."""
+        """Start a new run: the file keeps only the latest run. A journal that cannot be
+        written never stops the apply: a warning, and this run goes unrecorded."""
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept for the run
-        self._write({"event": "begin", "fingerprint": fingerprint, "actions": total,
-                     "pid": os.getpid()}, sync=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - for the run
+            self._write({"event": "begin", "fingerprint": fingerprint, "actions": total,
+                         "pid": os.getpid()}, sync=True)
+        except OSError as exc:
+            self._broken(exc)
 
     def started(self, action: str) -> None:
         self._write({"event": "started", "action": action})
@@ -102,11 +117,84 @@ class Journal:
             handle.close()
 
     def _write(self, event: dict[str, Any], *, sync: bool = False) -> None:
-        handle = self._handle
-        if handle is None:  # an event outside begin(): append to what is there
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        handle.write(json.dumps({"time": now(), **event}, sort_keys=True) + "\n")
-        handle.flush()
-        if sync:
-            os.fsync(handle.fileno())
+        if self._failed:
+            return
+        try:
+            handle = self._handle
+            if handle is None:  # an event outside begin(): append to what is there
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            handle.write(json.dumps({"time": now(), **event}, sort_keys=True) + "\n")
+            handle.flush()
+            if sync:
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            self._broken(exc)
+
+    _failed = False
+
+    def _broken(self, exc: OSError) -> None:
+        """Stop writing the journal for this run, with a warning (once)."""
+        self._failed = True
+        self.warnings.append(f"cannot write the apply journal {self.path}: "
+                             f"{exc.strerror or exc}; this run is not recorded there")
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            try:
+                handle.close()
+            except OSError:
+                pass
+
+
+def _stamp() -> str:
+    return now().replace(":", "").replace("-", "")
+
+
+def _parse(raw: bytes) -> tuple[Run | None, str | None]:
+    """(the latest run in the journal's good lines, what is wrong with the others). Good
+    lines are JSON objects of the shapes this module writes, each ending in a newline."""
+    text = raw.decode("utf-8", "replace")
+    problems: list[str] = []
+    if "\ufffd" in text:
+        problems.append("bytes that are not UTF-8")
+    lines = text.split("\n")
+    if lines[-1]:
+        problems.append("its last line is cut short")
+    run: Run | None = None
+    for number, line in enumerate(lines[:-1], start=1):
+        why = _take(line, run)
+        if isinstance(why, Run):
+            run = why
+        elif why:
+            problems.append(f"line {number} {why}")
+    if not problems:
+        return run, None
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3
+                                       else "")
+    return run, shown
+
+
+def _take(line: str, run: Run | None) -> Run | str | None:
+    """Fold one line into `run`: a new Run for a begin event, else None; or why the line
+    is not an event this module writes."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return "is not JSON"
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return "is not an event"
+    kind = event["event"]
+    if kind == "begin":
+        fingerprint, total, began = (event.get("fingerprint"), event.get("actions"),
+                                     event.get("time", ""))
+        if not isinstance(fingerprint, str) or not isinstance(total, int) or \
+                isinstance(total, bool) or not isinstance(began, str):
+            return "is a malformed begin event"
+        return Run(fingerprint, total, started_at=began)
+    if run is not None and kind == "done":
+        if not isinstance(event.get("action"), str):
+            return "is a malformed done event"
+        run.done.append(event["action"])
+    elif run is not None and kind == "end":
+        run.finished = True
+    return None

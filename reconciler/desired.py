@@ -24,7 +24,8 @@ def compile_config(config: Config) -> DesiredState:
     # the loader has counted already (its capacity rules need the counts); a Config
     # made another way is counted here
     counts = config.pool_counts if config.pool_counts is not None else aggregate_pools(config)
-    pools = sorted((_warm_pool(count, gpu_scheduling) for count in counts.values()),
+    code = config.code_digests
+    pools = sorted((_warm_pool(count, gpu_scheduling, code) for count in counts.values()),
                    key=lambda pool: pool.id)
     callers = sorted({pool.caller for pool in pools})
     tenants = tuple(Tenant(caller, str(config.accounts[caller].type)) for caller in callers)
@@ -49,7 +50,7 @@ def _toleration(toleration: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in toleration.items() if value not in (None, "")}
 
 
-def _warm_pool(count: PoolCount, gpu_scheduling: str) -> WarmPool:
+def _warm_pool(count: PoolCount, gpu_scheduling: str, code: Mapping[str, str]) -> WarmPool:
     algorithm, version = count.algorithm, count.version
     gpu = str(algorithm.processor) == "gpu" or algorithm.resources.gpu > 0
     return WarmPool(
@@ -72,6 +73,7 @@ def _warm_pool(count: PoolCount, gpu_scheduling: str) -> WarmPool:
         sources=count.sources,
         reason="; ".join(count.reasons),
         scheduling=gpu_scheduling if gpu else "",
+        code_digest=code.get(algorithm.entrypoint.partition(":")[0], "") if code else "",
     )
 
 

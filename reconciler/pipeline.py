@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +17,8 @@ from typing import Any
 from reconciler.config.loader import load_config
 from reconciler.config.model import Config, KubernetesSettings
 from reconciler.desired import compile_config
-from reconciler.errors import ReconcilerError
 from reconciler.plan.planner import make_plan
-from reconciler.plan.plans import FORMAT_VERSION, Plan
+from reconciler.plan.plans import Plan
 from reconciler.runtimes.base import Runtime
 from reconciler.states import DesiredState, LiveState
 
@@ -51,7 +48,8 @@ def plan_config(
     first to open the runtime with its Settings); then nothing is loaded again.
     """
     if config is None:
-        config = load_config(config_dir, cache_dir=cache_dir, commit=commit)
+        config = load_config(config_dir, cache_dir=cache_dir, commit=commit,
+                             code_digests=runtime.name == "local")
     desired = compile_config(config)
     live = runtime.observe()
     plan = make_plan(
@@ -112,51 +110,18 @@ def kubernetes_settings(options: Mapping[str, Any]) -> KubernetesSettings | None
                               instance=instance, data_volume=volume)
 
 
-def load_plan_file(path: Path) -> Plan:
-    """Read a plan file written by `plan --out`; ReconcilerError when it cannot be used."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReconcilerError(f"plan file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReconcilerError(f"cannot read plan file {path}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReconcilerError(
-            f"plan file {path} is not JSON ({exc.msg} at line {exc.lineno}); "
-            f"write one with `reconciler plan --out {path}`") from None
-    if not isinstance(data, dict) or data.get("formatVersion") != FORMAT_VERSION:
-        found = data.get("formatVersion") if isinstance(data, dict) else None
-        raise ReconcilerError(
-            f"plan file {path} has formatVersion {found!r}, expected {FORMAT_VERSION}; "
-            f"write it again with this version's `reconciler plan --out`")
-    try:
-        return Plan.from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ReconcilerError(f"plan file {path} is malformed: {exc!r}") from None
+def load_plan_file(path: Path, *, state_dir: Path | None = None) -> Plan:
+    """Read a plan file written by `plan --out`; ReconcilerError when it cannot be used.
+    With `state_dir`, it must be signed with that state directory's plan key (planfiles)."""
+    from reconciler import planfiles
+
+    return planfiles.load(path, state_dir=state_dir)
 
 
-def write_plan_file(plan: Plan, path: Path, *, data: dict[str, Any] | None = None) -> None:
-    """Write the plan's JSON form atomically (temp file + rename in the same directory).
-    `data`: the plan's JSON form when the caller already has it (it costs ~0.1 s per
-    10,000 actions to make)."""
-    from reconciler.plan.render import render_json
+def write_plan_file(plan: Plan, path: Path, *, data: dict[str, Any] | None = None,
+                    key: bytes | None = None) -> dict[str, Any]:
+    """Write the plan's JSON form atomically, signed with `key` when given; what was
+    written. `data`: the plan's JSON form when the caller already has it."""
+    from reconciler import planfiles
 
-    path = Path(path)
-    text = render_json(plan.to_json() if data is None else data) + "\n"
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ReconcilerError(f"cannot write plan file {path}: {exc}") from None
+    return planfiles.write(plan, path, data=data, key=key)

@@ -80,6 +80,10 @@ class WarmPool:
     # set, and for cpu pools). The Kubernetes runtime builds the pod's scheduling from it; the
     # local runtime ignores it. A change is an `update`.
     scheduling: str = ""
+    # The digest of the code the entrypoint loads from the code root (config.code): a
+    # change is a rolling `reload`, like a model digest change. "" where there is no code
+    # root (Kubernetes: the image is the code); then it is left out of the JSON form.
+    code_digest: str = ""
     # Live pools only: what the runtime found changed by hand in fields the pool does not
     # model (e.g. a Deployment's strategy or probes), described; "" when nothing is. A
     # desired pool has "", so such drift is an `update` that writes the pool again.
@@ -94,6 +98,8 @@ class WarmPool:
         # recursive deep copy, which dominated writing a 10,000-pool plan.
         data = {name: getattr(self, name) for name in _WARM_POOL_FIELDS}
         data["sources"] = list(self.sources)
+        if not self.code_digest:
+            del data["code_digest"]  # plans, stores and annotations from before it stay equal
         if not self.drift:
             del data["drift"]  # only live pools have it: plans and annotations stay as before
         return data
@@ -110,7 +116,7 @@ _WARM_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(WarmPool))
 # Which WarmPool fields a change in means which plan op. Other fields
 # (version, visibility, sources, reason) are display only and never diffed.
 SCALE_FIELDS = ("replicas",)
-RELOAD_FIELDS = ("model_path", "model_digest")
+RELOAD_FIELDS = ("model_path", "model_digest", "code_digest")
 UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling",
                  "drift")
 

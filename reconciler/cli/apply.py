@@ -12,6 +12,7 @@ held lock.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,58 +55,61 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
             no_cache: bool) -> None:
     """Make the runtime match CONFIG_DIR (default: the current directory).
 
-    Shows the plan, asks for confirmation (unless --auto-approve or stdin is
-    not a terminal), then applies it action by action, printing each outcome.
-    With --plan FILE it applies that saved plan instead, only if the live
-    state still matches it, on the runtime the plan was made for (an
-    explicit --runtime must agree). One apply at a time per state directory.
+    Shows the plan, asks for confirmation on a terminal (without one, it
+    refuses unless --auto-approve), then applies it action by action,
+    printing each outcome. With --plan FILE it applies that saved plan
+    instead, without asking: the file must be signed by `plan --out` with
+    the same --state, the live state must still match it, and its safety and
+    capacity are checked again; it goes to the runtime the plan was made for
+    (an explicit --runtime must agree). One apply at a time per state directory.
 
     Exit codes: 0 applied (or no changes; deferred deletes warn); 1 invalid
     config, refused or stale plan, failed action, or state locked.
     """
-    from reconciler.runtimes.local.lock import StateLock
-
     ctx = click.get_current_context()
     explicit_dir = ctx.get_parameter_source("config_dir") is not click.core.ParameterSource.DEFAULT
     explicit_runtime = (ctx.get_parameter_source("runtime")
                         is not click.core.ParameterSource.DEFAULT)
     cache_dir = options.cache_dir_for(no_cache)
     state = options.resolve_state_dir(state_dir)
-    lock = StateLock(state / "apply.lock", "reconciler apply")
     if plan_file is None:
         from reconciler.config.loader import load_config
 
-        config = load_config(config_dir, cache_dir=cache_dir)
-        options.ensure_state_dir(state)
-        lock.acquire(timeout=lock_timeout)
-        try:
-            target = _open(runtime, state, config.settings, config_dir, data_root, code_root,
-                           kubeconfig, kube_context)
-            try:
-                _plan_and_apply(target, config_dir, config, auto_approve, allow_mass_delete,
-                                allow_reduced_capacity, wait_timeout, state)
-            finally:
-                target.close()
-        finally:
-            lock.release()
+        config = load_config(config_dir, cache_dir=cache_dir, code_root=code_root,
+                             code_digests=runtime == "local")
+        _locked(state, lock_timeout, lambda: _open(
+            runtime, state, config.settings, config_dir, data_root, code_root, kubeconfig,
+            kube_context), lambda target: _plan_and_apply(
+            target, config_dir, config, auto_approve, allow_mass_delete,
+            allow_reduced_capacity, wait_timeout, state))
         return
     from reconciler.pipeline import load_plan_file
 
-    plan = load_plan_file(plan_file)
+    plan = load_plan_file(plan_file, state_dir=state)  # signed with this state's key
     runtime = _runtime_for(plan, plan_file, runtime if explicit_runtime else None)
     saved_dir = Path(plan.source_path) if plan.source_path else None
     source = config_dir if explicit_dir else (saved_dir if saved_dir and saved_dir.is_dir()
                                               else None)
-    settings = _settings_of(source, cache_dir)
-    if runtime == "kubernetes":
-        settings = _plan_settings(plan, settings)
+    saved = _config_of(source, cache_dir, code_root, runtime)
+    settings = _plan_settings(plan, saved.settings if saved else None) \
+        if runtime == "kubernetes" else (saved.settings if saved else None)
+    _locked(state, lock_timeout, lambda: _open(
+        runtime, state, settings, source, data_root, code_root, kubeconfig, kube_context),
+        lambda target: _apply_saved(target, plan, saved, wait_timeout, state))
+
+
+def _locked(state: Path, lock_timeout: float, open_target: Callable[[], Runtime],
+            body: Callable[[Runtime], None]) -> None:
+    """Run `body` on the opened runtime, holding STATE/apply.lock (made if missing)."""
+    from reconciler.runtimes.local.lock import StateLock
+
     options.ensure_state_dir(state)
+    lock = StateLock(state / "apply.lock", "reconciler apply")
     lock.acquire(timeout=lock_timeout)
     try:
-        target = _open(runtime, state, settings, source, data_root, code_root,
-                       kubeconfig, kube_context)
+        target = open_target()
         try:
-            _apply_saved(target, plan, auto_approve, wait_timeout, state)
+            body(target)
         finally:
             target.close()
     finally:
@@ -137,14 +141,17 @@ def _open(runtime: str, state: Path, settings: Settings | None, config_dir: Path
                         kubeconfig=kubeconfig, context=context)
 
 
-def _settings_of(config_dir: Path | None, cache_dir: Path | None) -> Settings | None:
-    """The Settings of a saved plan's config dir, when it still loads (for the local nodes)."""
+def _config_of(config_dir: Path | None, cache_dir: Path | None, code_root: Path | None,
+               runtime: str) -> Config | None:
+    """The config of a saved plan's config dir, when it still loads: its Settings (the local
+    nodes) and its accounts (the access re-check). None when there is none."""
     if config_dir is None or not config_dir.is_dir():
         return None
     try:
         from reconciler.config.loader import load_config
 
-        return load_config(config_dir, cache_dir=cache_dir).settings
+        return load_config(config_dir, cache_dir=cache_dir, code_root=code_root,
+                           code_digests=runtime == "local")
     except (ReconcilerError, OSError):
         return None
 
@@ -176,17 +183,31 @@ def _plan_and_apply(target: Runtime, config_dir: Path, config: Config, auto_appr
     _confirm_and_execute(target, planned.plan, auto_approve, wait_timeout, state)
 
 
-def _apply_saved(target: Runtime, plan: Plan, auto_approve: bool, wait_timeout: float,
+def _apply_saved(target: Runtime, plan: Plan, config: Config | None, wait_timeout: float,
                  state: Path) -> None:
+    """A saved plan: the file is the approval (no prompt), but it is re-checked against
+    the live state first (plan.recheck); a problem refuses it before any write."""
     from reconciler.cli.plan import print_plan
     from reconciler.plan.planner import check_fresh
+    from reconciler.plan.recheck import recheck
 
     if plan.runtime != target.name:
         raise PlanRefused(f"the plan was made for the {plan.runtime} runtime, "
                           f"not {target.name}; nothing was applied")
-    check_fresh(plan, target.observe())
+    live = target.observe()
+    check_fresh(plan, live)
     print_plan(plan, "text")
-    _confirm_and_execute(target, plan, auto_approve, wait_timeout, state)
+    if not plan.applyable:
+        raise PlanRefused("the plan file holds a plan that `plan` refused (see the errors "
+                          "above); nothing was applied")
+    problems = recheck(plan, live, target.nodes(), config=config)
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise PlanRefused(f"the plan file does not hold against the live state "
+                          f"({len(problems)} problem{'s' if len(problems) != 1 else ''} above); "
+                          f"nothing was applied")
+    _confirm_and_execute(target, plan, True, wait_timeout, state)
 
 
 def _confirm_and_execute(target: Runtime, plan: Plan, auto_approve: bool,
@@ -200,7 +221,12 @@ def _confirm_and_execute(target: Runtime, plan: Plan, auto_approve: bool,
         if save is not None and Path(state).exists():
             save()
         return  # print_plan has said "No changes"
-    if not auto_approve and sys.stdin.isatty():
+    if not auto_approve:
+        if not sys.stdin.isatty():
+            raise PlanRefused("apply asks for confirmation, and stdin is not a terminal: pass "
+                              "--auto-approve to apply without asking (or save the plan with "
+                              "`reconciler plan --out FILE` and run `reconciler apply --plan "
+                              "FILE`); nothing was applied")
         click.confirm("Apply these changes?", abort=True)
     click.echo("")
     result = execute(plan, target, wait_timeout=wait_timeout,
@@ -230,6 +256,8 @@ def print_entry(entry: ChangeEntry) -> None:
 
 
 def print_result(result: ApplyResult) -> None:
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.resumed:
         click.echo(f"note: {result.resumed}; completed actions were not repeated", err=True)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts.items() if n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from reconciler.cli.options import (
 BACKOFF_ENV = "RECONCILER_BACKOFF_MAX"
 LEASE_NAMESPACE_ENV = "RECONCILER_LEASE_NAMESPACE"
 LEASE_DURATION_ENV = "RECONCILER_LEASE_DURATION"
+POD_NAMESPACE_ENV = "POD_NAMESPACE"  # set by the downward API in deploy/base/deployment.yaml
+
+
+def lease_namespace_of(option: str | None) -> str:
+    """--lease-namespace (or its env), else the pod's own namespace, else reconciler-system."""
+    from reconciler.daemon.leader import LEASE_NAMESPACE
+
+    return option or os.environ.get(POD_NAMESPACE_ENV) or LEASE_NAMESPACE
 
 
 def _positive(seconds: float, option: str) -> float:
@@ -40,8 +49,10 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command("daemon")
-@click.option("--repo", required=True, metavar="URL_OR_PATH",
-              help="Git URL, path of a Git repository, or a plain directory (watched).")
+@click.option("--repo", required=True, metavar="URL_OR_PATH", envvar="RECONCILER_REPO",
+              help="Git URL, path of a Git repository, or a plain directory (watched) "
+                   "[env RECONCILER_REPO: put a URL with user:password there, not in argv, "
+                   "which every user of the machine can read].")
 @click.option("--branch", default="main", show_default=True, metavar="BRANCH",
               help="Branch to track (Git).")
 @click.option("--path", "subdir", default="", metavar="SUBDIR",
@@ -53,8 +64,8 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @runtime_options
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=_listen,
               metavar="HOST:PORT",
-              help="Serve /healthz /readyz /metrics /status /webhook there (port 0: any free "
-                   "port, written to STATE/daemon.json).")
+              help="Serve the dashboard, /healthz /readyz /metrics /status /webhook there "
+                   "(port 0: any free port, written to STATE/daemon.json).")
 @code_data_options
 @click.option("--wait-timeout", type=Duration(), default="300s", show_default=True,
               help="How long a pass waits for a moved pool's new replicas before deferring "
@@ -69,10 +80,11 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
                                       "log collectors.")
 @click.option("--backoff-max", type=Duration(), default="5m", envvar=BACKOFF_ENV,
               show_default=True, help=f"Cap of the retry backoff [env {BACKOFF_ENV}].")
-@click.option("--lease-namespace", default="reconciler-system", show_default=True,
-              envvar=LEASE_NAMESPACE_ENV, metavar="NS",
+@click.option("--lease-namespace", default=None, envvar=LEASE_NAMESPACE_ENV, metavar="NS",
               help="Kubernetes: namespace of the Lease `reconciler` that elects the one active "
-                   f"daemon per cluster (made if missing) [env {LEASE_NAMESPACE_ENV}].")
+                   f"daemon per cluster (made if missing) [env {LEASE_NAMESPACE_ENV}; default: "
+                   f"${POD_NAMESPACE_ENV}, the pod's own namespace in a cluster, else "
+                   "reconciler-system].")
 @click.option("--lease-duration", type=Duration(), default="15s", show_default=True,
               envvar=LEASE_DURATION_ENV,
               help="Kubernetes: how long the Lease lasts unrenewed (renewed every third of "
@@ -83,7 +95,7 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
             state_dir: Path | None, kubeconfig: Path | None, kube_context: str | None,
             listen: str, data_root: Path | None, code_root: Path | None, wait_timeout: float,
             allow_mass_delete: bool, allow_reduced_capacity: bool, log_format: str,
-            backoff_max: float, lease_namespace: str, lease_duration: float,
+            backoff_max: float, lease_namespace: str | None, lease_duration: float,
             once: bool) -> None:
     """Watch a config repository and reconcile on every change and on a schedule.
 
@@ -102,10 +114,16 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
     Credentials (never logged): RECONCILER_GIT_SSH_KEY (an SSH key file) or
     GIT_SSH_COMMAND; RECONCILER_GIT_TOKEN (HTTPS token).
     Webhook: RECONCILER_WEBHOOK_SECRET, the GitHub webhook secret.
+    Dashboard, /status, /metrics: RECONCILER_UI_TOKEN, a bearer token they
+    then require (Bearer, or a Basic-auth password).
+    Notifications: RECONCILER_NOTIFY_URL (+ RECONCILER_NOTIFY_SECRET to sign),
+    RECONCILER_GITHUB_TOKEN + RECONCILER_GITHUB_REPO (commit statuses;
+    RECONCILER_GITHUB_API for GitHub Enterprise).
 
     \b
     --runtime kubernetes: no local agent; one daemon per cluster reconciles,
-    holding the Lease LEASE_NAMESPACE/reconciler (identity hostname:pid).
+    holding the Lease LEASE_NAMESPACE/reconciler (identity hostname:pid; in a
+    pod, LEASE_NAMESPACE defaults to the pod's namespace from POD_NAMESPACE).
     The others wait (/readyz 503, /status "leader": false) and take over
     when it is released (on SIGTERM) or expires.
     """
@@ -125,7 +143,7 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
         repo=repo, branch=branch, path=subdir, interval=_positive(interval, "--interval"),
         resync=_positive(resync, "--resync"), backoff_max=_positive(backoff_max, "--backoff-max"),
         listen=listen, log_format=log_format, once=once, passes=passes,
-        lease_namespace=lease_namespace,
+        lease_namespace=lease_namespace_of(lease_namespace),
         lease_duration=max(_positive(lease_duration, "--lease-duration"), 1.0))
     code = run_daemon(options)
     if code:

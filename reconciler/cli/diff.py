@@ -10,6 +10,7 @@ older commit that was broken) is planned against as if empty, with a warning.
 
 from __future__ import annotations
 
+import os
 import sys
 import tarfile
 import tempfile
@@ -20,6 +21,7 @@ import click
 from reconciler.cli import options
 from reconciler.config.model import Config
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.sources.base import inside_path
 from reconciler.states import DesiredState, LiveState
 
 FORMATS = ("text", "markdown", "json")
@@ -77,6 +79,9 @@ def _load(root: Path, subdir: str, sha: str, cache_dir: Path | None) -> Config:
     from reconciler.config import load_config
 
     config_dir = root / subdir if subdir else root
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(config_dir)]) != real_root:
+        raise ReconcilerError(f"--path {subdir}: leaves the repository at {sha[:12]}")
     if not config_dir.is_dir():
         from reconciler.errors import Diagnostic
 
@@ -126,7 +131,7 @@ def command(base_ref: str, head_ref: str, repo_path: Path, subdir: str, fmt: str
         repo = git.Repo(repo_path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ReconcilerError(f"--repo {repo_path}: not a Git repository") from None
-    subdir = subdir.strip("/")
+    subdir = inside_path(subdir, "--path")
     prefix = f"{subdir}/" if subdir else ""  # only links in the config directory matter
     with repo, tempfile.TemporaryDirectory(prefix="reconciler-diff-") as tmp:
         base_sha, head_sha = _resolve(repo, base_ref), _resolve(repo, head_ref)

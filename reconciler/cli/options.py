@@ -86,11 +86,16 @@ def instance_settings(instance: str | None) -> Any:
     return Settings(kubernetes=KubernetesSettings(instance=instance, namespace_prefix="*"))
 
 
-def code_data_options(func: F) -> F:
-    """--data-root, --code-root (local runtime)."""
-    func = click.option("--code-root", type=click.Path(file_okay=False, path_type=Path),
+def code_root_option(func: F) -> F:
+    """--code-root: where entrypoint modules are (local runtime; validate checks them)."""
+    return click.option("--code-root", type=click.Path(file_okay=False, path_type=Path),
                         default=None, help="Algorithm code for the local runtime "
                                            "[default: CONFIG_DIR/src].")(func)
+
+
+def code_data_options(func: F) -> F:
+    """--data-root, --code-root (local runtime)."""
+    func = code_root_option(func)
     func = click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
                         default=None, help="Where data:// paths resolve "
                                            "[default: CONFIG_DIR/data].")(func)

@@ -80,15 +80,19 @@ def exit_code(plan: Plan, detailed: bool) -> int:
 @click.option("--allow-reduced-capacity", is_flag=True,
               help="When a move or rolling reload has no room for its surge, replace in "
                    "place keeping replicas-1 warm instead of refusing.")
+@options.code_root_option
 @options.no_cache_option
 def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: Path | None,
             kube_context: str | None, fmt: str, out: Path | None, detailed_exitcode: bool,
-            allow_mass_delete: bool, allow_reduced_capacity: bool, no_cache: bool) -> None:
+            allow_mass_delete: bool, allow_reduced_capacity: bool, code_root: Path | None,
+            no_cache: bool) -> None:
     """Show what apply would change on the runtime.
 
     Loads and validates CONFIG_DIR (default: the current directory), compiles
     it, observes the runtime and prints the plan: + create, ~ scale / reload /
-    update, - delete, with the reason for each. Nothing is changed.
+    update, - delete, with the reason for each. Nothing is changed. --out
+    signs the plan file with the state directory's plan key (STATE/plan.key,
+    made by the first --out), so `apply --plan` refuses an edited file.
 
     Exit codes: 0 no changes (or changes without --detailed-exitcode);
     2 changes (with --detailed-exitcode); 1 invalid config or refused plan.
@@ -97,7 +101,8 @@ def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: 
     from reconciler.pipeline import plan_config, write_plan_file
     from reconciler.runtimes import open_runtime
 
-    config = load_config(config_dir, cache_dir=options.cache_dir_for(no_cache))
+    config = load_config(config_dir, cache_dir=options.cache_dir_for(no_cache),
+                         code_root=code_root, code_digests=runtime == "local")
     try:
         target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
                               settings=config.settings, kubeconfig=kubeconfig,
@@ -112,7 +117,10 @@ def command(config_dir: Path, runtime: str, state_dir: Path | None, kubeconfig: 
         target.close()
     data = planned.plan.to_json()
     if out is not None:
-        write_plan_file(planned.plan, out, data=data)
+        from reconciler.planfiles import state_key
+
+        key = state_key(options.resolve_state_dir(state_dir), create=True)
+        data = write_plan_file(planned.plan, out, data=data, key=key)
     print_plan(planned.plan, fmt, data)
     code = exit_code(planned.plan, detailed_exitcode)
     if code:

@@ -69,7 +69,8 @@ def command(config_dir: Path, out: Path, pdb_api: str, no_cache: bool) -> None:
     from reconciler.runtimes.kubernetes.manifests import manifests
 
     check_out_dir(config_dir, out)
-    config = load_config(config_dir, cache_dir=options.cache_dir_for(no_cache))
+    config = load_config(config_dir, cache_dir=options.cache_dir_for(no_cache),
+                         code_digests=False)
     objects = manifests(compile_config(config), config.settings.kubernetes, pdb_api)
     try:
         before = read_manifest(out)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.options import cache_dir_for, config_dir_argument
+from reconciler.cli.options import cache_dir_for, code_root_option, config_dir_argument
 from reconciler.config import check_config
 from reconciler.config.model import Config
 from reconciler.errors import Diagnostic, Severity
@@ -26,14 +26,18 @@ from reconciler.errors import Diagnostic, Severity
               show_default=True, help="text for people, json for tools, github for Actions.")
 @click.option("--no-cache", is_flag=True,
               help="Parse and validate every file again (ignore the content-hash cache).")
-def command(config_dir: Path, fmt: str, no_cache: bool) -> None:
+@code_root_option
+def command(config_dir: Path, fmt: str, no_cache: bool, code_root: Path | None) -> None:
     """Check CONFIG_DIR (default: .) against the schemas and the cross-document rules.
 
     Every problem is reported in one run, each with file:line:col, the field
-    path and what was expected. Exit 0 when valid (warnings allowed), 1 when not.
+    path and what was expected. Entrypoints must name algorithm code: never a
+    standard-library or installed module, and, where the code root exists
+    (--code-root, default CONFIG_DIR/src), a module file under it.
+    Exit 0 when valid (warnings allowed), 1 when not.
     """
     cache_dir = cache_dir_for(no_cache)
-    config, diags = check_config(config_dir, cache_dir=cache_dir)
+    config, diags = check_config(config_dir, cache_dir=cache_dir, code_root=code_root)
     errors = [d for d in diags if d.severity is Severity.ERROR]
     warnings = [d for d in diags if d.severity is Severity.WARNING]
     out = sys.stdout

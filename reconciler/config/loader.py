@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.config import build, capacity, rules
+from reconciler.config import build, capacity, code, rules
 from reconciler.config.cache import FileCache, content_key
 from reconciler.config.documents import PackedLocs, RawDiag, pack_locs
 from reconciler.config.model import Config
@@ -38,17 +38,38 @@ def max_file_bytes() -> int:
         return DEFAULT_MAX_FILE_BYTES
 
 
-def yaml_files(root: Path) -> list[Path]:
-    """Every *.yaml / *.yml below root, in a stable order, skipping hidden directories."""
+def yaml_files(root: Path, errors: list[Diagnostic] | None = None) -> list[Path]:
+    """Every *.yaml / *.yml below root, in a stable order, skipping hidden directories and
+    hidden files (a config repository's .pre-commit-config.yaml is not config).
+
+    A directory that cannot be read is never skipped silently: it goes into `errors`
+    (named relative to root), or raises the OSError when no list is given. Its files
+    are unknown, so a config with such an error must not be planned: its pools would
+    look deleted."""
     found = []
-    for directory, dirnames, filenames in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        if errors is None:
+            raise exc
+        where = Path(exc.filename or root)
+        try:
+            rel = where.relative_to(root).as_posix()
+        except ValueError:
+            rel = str(where)
+        errors.append(Diagnostic(f"cannot read directory: {exc.strerror or exc}; its files "
+                                 "are unknown, so nothing is planned from this config",
+                                 file=rel if rel != "." else str(root)))
+
+    for directory, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(directory, f) for f in sorted(filenames) if f.endswith(YAML_SUFFIXES)]
+        found += [Path(directory, f) for f in sorted(filenames)
+                  if f.endswith(YAML_SUFFIXES) and not f.startswith(".")]
     return found
 
 
 def check_config(
-    root: Path | str, *, cache_dir: Path | None = None, commit: str | None = None
+    root: Path | str, *, cache_dir: Path | None = None, commit: str | None = None,
+    code_root: Path | None = None, code_digests: bool = True,
 ) -> tuple[Config | None, list[Diagnostic]]:
     """Load and validate every document under `root`, then the cross-document rules.
 
@@ -56,6 +77,9 @@ def check_config(
     error; warnings may come with a config. Diagnostics name files relative to
     `root`. `cache_dir`: where parsed+validated documents are cached by content
     hash (None: no on-disk cache). `commit`: recorded in Config.commit.
+    `code_root`: where entrypoint modules live (None: root/src); where it exists, each
+    entrypoint must be a file under it, and with `code_digests` (the local runtime; not
+    Kubernetes, whose code is the image) its digest goes into Config.code_digests.
     """
     root = Path(root)
     if not root.is_dir():
@@ -66,7 +90,7 @@ def check_config(
     ghosts = rules.Ghosts()
     documents = 0
     real_root = os.path.realpath(root)
-    for path in yaml_files(root):
+    for path in yaml_files(root, diags):
         rel = path.relative_to(root).as_posix()
         docs, raw_diags = _file_result(path, real_root, cache)
         diags += [Diagnostic(m, rel, line, col, p, Severity(s)) for line, col, p, m, s in raw_diags]
@@ -78,7 +102,7 @@ def check_config(
                 _remember(data, ghosts)
     if documents == 0 and not diags:
         return None, [Diagnostic(f"no YAML documents found under {root} "
-                                 "(looked for *.yaml and *.yml outside hidden directories)")]
+                                 "(looked for *.yaml and *.yml, not hidden ones)")]
     config, found = rules.assemble(str(root.resolve()), items, commit)
     diags += found
     counts = aggregate_pools(config)
@@ -87,6 +111,11 @@ def check_config(
     pooled = {source for pool in pools for source in pool.sources}
     diags += rules.check(config, ghosts, pooled)
     diags += capacity.check(config, pools)
+    found, digests = code.check_code(config.algorithms.values(),
+                                     Path(code_root) if code_root else root / "src")
+    diags += found
+    if code_digests and digests:
+        object.__setattr__(config, "code_digests", MappingProxyType(digests))
     diags.sort(key=Diagnostic.sort_key)
     if any(d.severity is Severity.ERROR for d in diags):
         return None, diags
@@ -94,10 +123,12 @@ def check_config(
 
 
 def load_config(
-    root: Path | str, *, cache_dir: Path | None = None, commit: str | None = None
+    root: Path | str, *, cache_dir: Path | None = None, commit: str | None = None,
+    code_root: Path | None = None, code_digests: bool = True,
 ) -> Config:
     """Like check_config, but raises ConfigError carrying every error diagnostic."""
-    config, diags = check_config(root, cache_dir=cache_dir, commit=commit)
+    config, diags = check_config(root, cache_dir=cache_dir, commit=commit,
+                                 code_root=code_root, code_digests=code_digests)
     if config is None:
         raise ConfigError([d for d in diags if d.severity is Severity.ERROR])
     return config

@@ -258,3 +258,8 @@ class Config:
     commit: str | None = None
     pool_counts: Mapping[PoolKey, PoolCount] | None = field(
         default=None, init=False, compare=False, repr=False)
+    # The digest of the code each entrypoint module loads ({module: "sha256:..."}), set by
+    # the loader where the code root exists (config.code); folded into the warm pools.
+    # Empty: no code root (Kubernetes: the code is in the image).
+    code_digests: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), init=False, compare=False, repr=False)

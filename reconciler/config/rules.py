@@ -160,8 +160,12 @@ def _algorithm(algorithm: Algorithm, config: Config, ghosts: Ghosts) -> list[Dia
         if problem:
             out.append(diag(doc, f"{base}.model.path", problem))
         elif not version.model.path.startswith(f"data://{algorithm.owner}/"):
-            out.append(diag(doc, f"{base}.model.path", f"model file is outside the owner's "
-                            f"data (data://{algorithm.owner}/...)", warning=True))
+            # another owner's data may be private: serving it through this algorithm
+            # would hand it to every caller of this algorithm (SPEC.md section 7)
+            other = version.model.path.removeprefix("data://").split("/", 1)[0]
+            out.append(diag(doc, f"{base}.model.path", f"model file is under the data of "
+                            f"{other}, not of the algorithm's owner {algorithm.owner}: an "
+                            f"algorithm may only use data://{algorithm.owner}/..."))
     return out
 
 

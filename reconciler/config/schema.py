@@ -13,16 +13,29 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import importlib.resources
 import json
 import re
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import reconciler
 from reconciler.config import fastschema
 from reconciler.config.documents import ParsedDoc, Pos, RawDiag, nearest
+from reconciler.errors import ReconcilerError
 
-SCHEMA_DIR = Path(reconciler.__file__).resolve().parent.parent / "schemas"
+
+def _schema_dir() -> Traversable:
+    """The schemas shipped inside the package (reconciler/schemas/, put there by the build
+    from the top-level schemas/); in a source checkout, that top-level folder itself."""
+    packaged = importlib.resources.files(reconciler) / "schemas"
+    if packaged.is_dir():
+        return packaged
+    return Path(reconciler.__file__).resolve().parent.parent / "schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 KIND_FILES = {
     "Account": "account.json", "Algorithm": "algorithm.json", "Reservation": "reservation.json",
     "CapacityLimit": "capacitylimit.json", "Settings": "settings.json",
@@ -35,14 +48,30 @@ def schema_fingerprint() -> str:
     """Hash of every schema file: part of the cache salt, so editing a schema
     invalidates every cached validation."""
     digest = hashlib.sha256()
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, data in schema_sources().items():
+        digest.update(name.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()
 
 
-def _load_schemas() -> dict[str, dict[str, Any]]:
-    return {path.name: json.loads(path.read_text("utf-8"))
-            for path in sorted(SCHEMA_DIR.glob("*.json"))}
+@functools.cache
+def schema_sources() -> dict[str, bytes]:
+    """file name -> bytes of every schema file; a ReconcilerError (not a KeyError later)
+    when the installation lacks them."""
+    try:
+        found = {item.name: item.read_bytes() for item in SCHEMA_DIR.iterdir()
+                 if item.name.endswith(".json")}
+    except OSError:
+        found = {}
+    missing = sorted({*KIND_FILES.values(), ENVELOPE} - set(found))
+    if missing:
+        raise ReconcilerError(f"this installation of reconciler has no JSON Schemas in "
+                              f"{SCHEMA_DIR} (missing {', '.join(missing)}): reinstall it")
+    return dict(sorted(found.items()))
+
+
+def load_schemas() -> dict[str, dict[str, Any]]:
+    """file name -> parsed schema, as shipped (with their relative $refs)."""
+    return {name: json.loads(data) for name, data in schema_sources().items()}
 
 
 def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any:
@@ -69,7 +98,7 @@ def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any
 
 @functools.cache
 def _flat_schemas() -> dict[str, dict[str, Any]]:
-    schemas = _load_schemas()
+    schemas = load_schemas()
     flat = {name: inline_refs(schema, name, schemas) for name, schema in schemas.items()}
     for schema in flat.values():
         schema.pop("$defs", None)

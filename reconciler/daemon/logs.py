@@ -104,3 +104,12 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    # The HTTP server's library logs through its own logger: same handler, same format
+    # (so --log-format json stays JSON), warnings and errors only.
+    server = logging.getLogger("waitress")
+    for old in list(server.handlers):
+        server.removeHandler(old)
+    server.addHandler(handler)
+    server.setLevel(logging.WARNING)
+    server.propagate = False
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter

@@ -95,13 +95,18 @@ class PipelinePass:
         self._probe_lock = threading.Lock()
         self._settings: Settings | None = None  # the last pass's (they name the instance)
         self._probe_settings: Settings | None = None
+        # Told what each pass planned (pipeline.Planned), for the dashboard; it only keeps
+        # references, so a pass pays nothing for it.
+        self.on_planned: Callable[[Any], None] | None = None
 
     def __call__(self, snapshot: Snapshot) -> Outcome:
         config_dir = snapshot.config_dir
         if not config_dir.is_dir():
             raise ConfigError([Diagnostic(f"config directory {config_dir.name!r} does not "
                                           f"exist at {snapshot.short}")])
-        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit)
+        config = load_config(config_dir, cache_dir=self._cache_dir(), commit=snapshot.commit,
+                             code_root=self.settings.code_root,
+                             code_digests=self.settings.runtime == "local")
         self._settings = config.settings
         closed = self.gate() if self.gate is not None else None
         if closed:
@@ -127,6 +132,8 @@ class PipelinePass:
                               allow_mass_delete=s.allow_mass_delete,
                               allow_reduced_capacity=s.allow_reduced_capacity)
         plan = planned.plan
+        if self.on_planned is not None:
+            self.on_planned(planned)
         summary = dict(plan.summary)
         if not plan.applyable:
             return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
@@ -140,6 +147,8 @@ class PipelinePass:
         # a forced stop is reported, and resumed, by whichever runs next.
         result = execute(plan, runtime, wait_timeout=s.wait_timeout, journal_dir=s.state_dir,
                          progress=_log_entry)
+        for warning in result.warnings:  # a damaged journal, set aside: never a failure
+            log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
         self._roots_saved = config_dir
         pools = pools_summary(runtime.observe())
@@ -168,18 +177,28 @@ class PipelinePass:
         """A read of the runtime outside any pass (the pools on /status and the gauges).
         The runtime is opened once and kept (on Kubernetes: one client, not one per read);
         HTTP threads take turns."""
-        s = self.settings
         with self._probe_lock:
-            if self._probe is not None and _kubernetes(self._probe_settings) != \
-                    _kubernetes(self._settings):
-                self._probe.close()  # a new config may name another instance
-                self._probe = None
-            if self._probe is None:
-                self._probe_settings = self._settings
-                self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
-                                           settings=self._settings, kubeconfig=s.kubeconfig,
-                                           context=s.context, watch=s.watch)
-            return self._probe.observe()
+            return self._probe_runtime().observe()
+
+    def report(self) -> dict[str, Any]:
+        """The runtime's report (nodes; the local agent) outside any pass, for the dashboard."""
+        with self._probe_lock:
+            return self._probe_runtime().report()
+
+    def _probe_runtime(self) -> FullRuntime:
+        """The probe's runtime, opened with the last pass's Settings (on Kubernetes they
+        name the instance) and reopened when they change; the caller holds the lock."""
+        s = self.settings
+        if self._probe is not None and _kubernetes(self._probe_settings) != \
+                _kubernetes(self._settings):
+            self._probe.close()  # a new config may name another instance
+            self._probe = None
+        if self._probe is None:
+            self._probe_settings = self._settings
+            self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
+                                       settings=self._settings, kubeconfig=s.kubeconfig,
+                                       context=s.context, watch=s.watch)
+        return self._probe
 
     def close(self) -> None:
         """Close the probe's runtime (at shutdown)."""

@@ -1,27 +1,50 @@
-"""The daemon's HTTP endpoints: health, readiness, metrics, status, webhook.
+"""The daemon's HTTP server: waitress, with limits that hold under abuse.
 
-A stdlib ThreadingHTTPServer in a background thread: these endpoints are
-tiny, and a web framework would be a dependency for nothing. Handlers only
-read the daemon's state (under its lock) or set the loop's trigger; nothing
-here ever runs a pass itself, so a slow or hostile client cannot block
+Why waitress rather than http.server: one select/poll loop holds every
+connection (an idle or half-open one costs a file descriptor, not a thread),
+requests are read whole by that loop before a worker thread sees them (a slow
+client never holds a worker), it has a real listen backlog, and it logs no
+traceback when a client goes away. On top of it (pinned, see pyproject.toml):
+
+- a connection limit (MAX_CONNECTIONS): when it is reached, the connection
+  idle for longest (no request being served) is closed to make room, so a
+  flood of half-open connections can never lock out /healthz or a webhook,
+  and file descriptors stay bounded for the passes (git, SQLite, workers);
+- an idle timeout (IDLE_TIMEOUT) and a per-request deadline (REQUEST_TIMEOUT:
+  the whole request, headers and body, must arrive within it; slowloris);
+- TCP_NODELAY on every connection, a bounded request body (webhook.MAX_BODY)
+  and bounded headers.
+
+Handlers (daemon.web) only read the daemon's state or set the loop's trigger;
+nothing here ever runs a pass, so a slow or hostile client cannot block
 reconciliation.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from typing import Any
 
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+
 from reconciler.daemon import webhook
-from reconciler.daemon.metrics import CONTENT_TYPE, Metrics
+from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.state import DaemonState
 
 log = logging.getLogger("reconciler.daemon.server")
+
+MAX_CONNECTIONS = 200  # open client connections; beyond it the longest idle one is closed
+IDLE_TIMEOUT = 30.0  # seconds a connection may sit idle (keep-alive, or nothing sent yet)
+REQUEST_TIMEOUT = 10.0  # seconds a started request has to arrive whole
+BACKLOG = 1024  # the listen queue (the kernel caps it at net.core.somaxconn)
+THREADS = 8  # worker threads running handlers
+MAX_HEADERS = 64 * 1024
 
 
 @dataclass
@@ -35,6 +58,9 @@ class Endpoints:
     secret: str | None
     branch: str | None
     refresh: Callable[[], None] = lambda: None  # update the pools summary before a read
+    token: str | None = None  # RECONCILER_UI_TOKEN: bearer token of the UI/status/metrics
+    dashboard: Any = None  # daemon.views.Dashboard: what the UI shows (None: a bare server)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -47,125 +73,105 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", number
 
 
-def content_length(values: list[str]) -> int | None:
-    """The body's length from the Content-Length header(s): 0 without one; None when it
-    is not one non-negative decimal number (several headers must agree, as RFC 9110 says)."""
-    found = {value.strip() for value in values}
-    if not found:
-        return 0
-    if len(found) != 1:
-        return None
-    text = found.pop()
-    if not (text.isascii() and text.isdigit()):
-        return None
-    return int(text)
+def is_loopback(host: str) -> bool:
+    """Whether `host` (as given to --listen) only listens on this machine."""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "reconciler"
-    endpoints: Endpoints  # set on the subclass made by `serve`
+class _Channel(HTTPChannel):
+    """A connection that remembers when its current request began to arrive."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        ep = self.endpoints
-        if path == "/healthz":
-            ok = ep.alive()
-            self._text(200 if ok else 503, "ok\n" if ok else "loop stopped\n")
-        elif path == "/readyz":
-            self._readyz()
-        elif path == "/metrics":
-            ep.refresh()
-            self._send(200, ep.metrics.render(), CONTENT_TYPE)
-        elif path == "/status":
-            ep.refresh()
-            self._json(200, ep.state.to_json())
-        else:
-            self._text(404, "not found\n")
+    request_started = 0.0
 
-    def _readyz(self) -> None:
-        """200 once the first pass has finished, and only while this daemon leads."""
-        data = self.endpoints.state.to_json()
-        if not data["leader"]:
-            holder = (data.get("lease") or {}).get("holder") or "nobody"
-            self._text(503, f"not the leader (the lease is held by {holder})\n")
-        elif not data["ready"]:
-            self._text(503, "first pass pending\n")
-        else:
-            self._text(200, "ready\n")
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.monotonic()
+        return bool(super().received(data))
 
-    def do_POST(self) -> None:  # noqa: N802
-        if self.path.split("?", 1)[0] != "/webhook":
-            self._text(404, "not found\n")
-            return
-        length = content_length(self.headers.get_all("Content-Length") or [])
-        if length is None:  # the body's end is unknown: answer and close, nothing triggered
-            log.info("webhook 400: bad Content-Length %r",
-                     ", ".join(self.headers.get_all("Content-Length") or []))
-            self._json(400, {"message": "bad Content-Length"})
-            self.close_connection = True
-            return
-        if length > webhook.MAX_BODY:
-            self._discard(length)
-            self._json(413, {"message": "payload too large"})
-            self.close_connection = True
-            return
-        body = self.rfile.read(length) if length > 0 else b""
-        ep = self.endpoints
-        verdict = webhook.judge(ep.secret, body, self.headers.get(webhook.SIGNATURE_HEADER),
-                                self.headers.get("X-GitHub-Event"), ep.branch)
-        delivery = self.headers.get("X-GitHub-Delivery", "-")
-        log.info("webhook %s: %s", verdict.status, verdict.message,
-                 extra={"delivery": delivery})
-        if verdict.trigger:
-            ep.trigger("webhook")
-        self._json(verdict.status, {"message": verdict.message})
 
-    def _discard(self, length: int) -> None:
-        """Read a refused body (up to a bound) so the client sees the 413, not a reset."""
-        left = min(length, 4 * webhook.MAX_BODY)
-        while left > 0:
-            chunk = self.rfile.read(min(left, 65536))
-            if not chunk:
-                break
-            left -= len(chunk)
+class _Listener(TcpWSGIServer):
+    """waitress's TCP server with eviction at the connection limit and request deadlines."""
 
-    def _json(self, status: int, data: Any) -> None:
-        self._send(status, (json.dumps(data, indent=2) + "\n").encode(), "application/json")
+    channel_class = _Channel
+    limit = MAX_CONNECTIONS
+    request_timeout = REQUEST_TIMEOUT
+    _last_warning = 0.0
+    next_channel_cleanup: float = 0.0
 
-    def _text(self, status: int, text: str) -> None:
-        self._send(status, text.encode(), "text/plain; charset=utf-8")
+    def readable(self) -> bool:
+        # waitress stops accepting at its connection limit, which leaves new clients
+        # (a probe, a webhook) queued behind the flood; we keep accepting and evict.
+        now = time.time()
+        if now >= self.next_channel_cleanup:
+            self.next_channel_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)
+        return bool(self.accepting)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def handle_accept(self) -> None:
+        if len(self.active_channels) >= self.limit:
+            self._evict()
+        super().handle_accept()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s " + format, self.address_string(), *args)
+    def set_socket_options(self, conn: socket.socket) -> None:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # the peer is already gone; waitress closes it
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections (nothing in service) past channel_timeout
+        started_before = time.monotonic() - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            if (not channel.requests and channel.request is not None
+                    and channel.request_started < started_before):
+                channel.will_close = True  # a request still arriving after REQUEST_TIMEOUT
+
+    def _evict(self) -> None:
+        idle = [c for c in self.active_channels.values() if not c.requests]
+        if not idle:
+            return  # every connection is being served: the new one waits its turn
+        oldest = min(idle, key=lambda c: c.last_activity)
+        if time.monotonic() - self._last_warning > 10.0:
+            self._last_warning = time.monotonic()
+            log.warning("%d connections open (the limit): closing the longest idle ones "
+                        "to serve new ones", len(self.active_channels))
+        oldest.handle_close()
 
 
 class Server:
     """The endpoints on `host:port`, served from a daemon thread until `close`."""
 
-    def __init__(self, listen: str, endpoints: Endpoints) -> None:
-        handler = type("Handler", (_Handler,), {"endpoints": endpoints})
-        self.httpd = ThreadingHTTPServer(parse_listen(listen), handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.2}, name="http", daemon=True)
+    def __init__(self, listen: str, endpoints: Endpoints, *,
+                 limit: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
+                 request_timeout: float = REQUEST_TIMEOUT) -> None:
+        from reconciler.daemon.web import App
+
+        host, port = parse_listen(listen)
+        endpoints.metrics.bind_state(endpoints.state.to_json)  # the pool series at scrape time
+        self.httpd = _Listener(
+            App(endpoints), host=host, port=port, threads=THREADS, backlog=BACKLOG,
+            connection_limit=limit + 16, channel_timeout=idle_timeout, cleanup_interval=1,
+            asyncore_use_poll=True, asyncore_loop_timeout=0.5, log_socket_errors=False,
+            max_request_body_size=webhook.MAX_BODY, max_request_header_size=MAX_HEADERS,
+            ident="reconciler", expose_tracebacks=False, clear_untrusted_proxy_headers=True,
+            url_scheme="http")
+        self.httpd.limit = limit
+        self.httpd.request_timeout = request_timeout
+        self._thread = threading.Thread(target=self.httpd.run, name="http", daemon=True)
 
     @property
     def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        return f"{name}:{port}"
+        host, port = str(self.httpd.effective_host), self.httpd.effective_port
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def start(self) -> None:
         self._thread.start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        """Stop accepting, close every connection, stop the worker threads."""
+        from waitress import wasyncore
+
+        self.httpd.task_dispatcher.shutdown(timeout=2)
+        wasyncore.close_all(self.httpd._map)
         self._thread.join(timeout=5.0)
+

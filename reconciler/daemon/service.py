@@ -6,10 +6,10 @@ process, so `reconciler daemon --repo DIR` is the whole product on one
 machine. On a cluster there is no agent (kubelets run the pods) and one
 daemon per cluster reconciles: it holds a Lease (see daemon.leader); the
 others wait, not reconciling, and take over when it is released or expires.
-Shutdown on SIGTERM/SIGINT lets the current pass finish its current action,
-stops the agent (which terminates every worker process), releases the Lease,
-closes the server, releases the locks and exits 0; a second signal forces the exit,
-still stopping the workers first.
+Shutdown on SIGTERM/SIGINT kills a Git fetch in progress, lets the current
+pass finish its current action, stops the agent (which terminates every
+worker process), releases the Lease, closes the server, releases the locks
+and exits 0; a second signal forces the exit, still stopping the workers first.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ from reconciler.daemon.leader import LEASE_NAME, LEASE_NAMESPACE, Leadership, id
 from reconciler.daemon.logs import setup_logging
 from reconciler.daemon.loop import Loop
 from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.notify import Notifier, NotifySettings
 from reconciler.daemon.passes import PassSettings, PipelinePass
 from reconciler.daemon.probe import PoolsProbe
-from reconciler.daemon.server import Endpoints, Server
+from reconciler.daemon.server import Endpoints, Server, is_loopback, parse_listen
 from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso
+from reconciler.daemon.views import Dashboard
+from reconciler.daemon.web import TOKEN_ENV
 from reconciler.daemon.webhook import SECRET_ENV
 from reconciler.errors import ReconcilerError
 from reconciler.runtimes import open_runtime
@@ -99,8 +102,12 @@ class Daemon:
         state.last_applied = self._applied_before(state.last_good)
         leadership = self._leadership()
         metrics = Metrics()
+        metrics.interval.set(opts.interval)
         reconcile = PipelinePass(opts.passes, gate=leadership.gate if leadership else None)
-        probe = PoolsProbe(reconcile.observe, state, metrics)
+        dashboard = Dashboard(state, events=self._events_reader())
+        reconcile.on_planned = dashboard.record
+        probe = PoolsProbe(reconcile.observe, state, metrics, report=reconcile.report,
+                           dashboard=dashboard)
         loop = Loop(source, reconcile, state, metrics, interval=opts.interval,
                     resync=opts.resync, backoff_max=opts.backoff_max,
                     leading=(lambda: leadership.leading) if leadership else lambda: True)
@@ -110,7 +117,8 @@ class Daemon:
         try:
             if opts.once:
                 return self._once(loop, leadership)
-            return self._serve(source, loop, state, metrics, branch, probe, leadership)
+            return self._serve(source, loop, state, metrics, branch, probe, leadership,
+                               dashboard)
         finally:
             if leadership is not None:
                 leadership.stop()
@@ -122,6 +130,14 @@ class Daemon:
             raise ReconcilerError(f"not running the pass: {leadership.gate()}")
         record = loop.run_pass("once")
         return 0 if record.result in GOOD else 1
+
+    def _events_reader(self) -> Any:
+        """The local runtime's events for the dashboard (a cluster has none of ours)."""
+        if self.options.passes.runtime != "local":
+            return None
+        from reconciler.runtimes.local.events import read_events
+
+        return lambda limit: read_events(self.state_dir, limit)
 
     def _leadership(self) -> Leadership | None:
         """The Lease of a cluster runtime (its namespace made if missing); None locally."""
@@ -163,16 +179,24 @@ class Daemon:
         return str(last["sourceCommit"])
 
     def _serve(self, source: Any, loop: Loop, state: DaemonState, metrics: Metrics,
-               branch: str | None, probe: PoolsProbe, leadership: Leadership | None) -> int:
+               branch: str | None, probe: PoolsProbe, leadership: Leadership | None,
+               dashboard: Dashboard) -> int:
         secret = os.environ.get(SECRET_ENV) or None
         register_secret(secret)
         if not secret:
             log.warning("%s is not set: POST /webhook refuses every delivery with 401",
                         SECRET_ENV)
+        token = os.environ.get(TOKEN_ENV) or None
+        register_secret(token)
+        host, _ = parse_listen(self.options.listen)
+        if not token and not is_loopback(host):
+            log.warning("%s is not set: the dashboard, /status and /metrics are open to anyone "
+                        "who can reach %s", TOKEN_ENV, self.options.listen)
+        notifier = self._notifier(state, metrics, source.location, branch)
         thread = threading.Thread(target=loop.run, name="loop", daemon=True)
         endpoints = Endpoints(state=state, metrics=metrics, alive=thread.is_alive,
                               trigger=loop.trigger, secret=secret, branch=branch,
-                              refresh=probe.refresh)
+                              refresh=probe.refresh, token=token, dashboard=dashboard)
         try:
             server = Server(self.options.listen, endpoints)
         except (OSError, ValueError) as exc:
@@ -180,7 +204,7 @@ class Daemon:
         self._start_agent()
         server.start()
         self._write_info(server.address, source.location)
-        log.info("serving on http://%s (healthz, readyz, metrics, status, webhook)",
+        log.info("serving on http://%s (dashboard, healthz, readyz, metrics, status, webhook)",
                  server.address)
         if isinstance(source, DirectorySource):
             source.start_watch(lambda what: loop.trigger(f"file change ({what})"))
@@ -193,14 +217,37 @@ class Daemon:
             while thread.is_alive() and not self._stop.wait(0.2):
                 pass
         finally:
-            self._shutdown(loop, thread, server, leadership)
+            self._shutdown(loop, thread, server, leadership, source)
+            if notifier is not None:
+                notifier.close(timeout=5.0)
             self._restore_signals(previous)
         return 0
 
+    def _notifier(self, state: DaemonState, metrics: Metrics, repo: str,
+                  branch: str | None) -> Notifier | None:
+        """The outgoing webhook and GitHub statuses, when the environment asks for them."""
+        try:
+            settings = NotifySettings.from_env(os.environ)
+        except ValueError as exc:
+            raise ReconcilerError(f"notifications: {exc}") from None
+        if not settings.enabled:
+            return None
+        notifier = Notifier(settings, repo=repo, branch=branch, metrics=metrics)
+        state.listeners.append(notifier.observe)
+        notifier.start()
+        targets = [name for name, on in (("webhook", settings.url),
+                                         ("GitHub commit statuses", settings.github_token))
+                   if on]
+        log.info("notifications on: %s", ", ".join(targets))
+        return notifier
+
     def _shutdown(self, loop: Loop, thread: threading.Thread, server: Server,
-                  leadership: Leadership | None) -> None:
+                  leadership: Leadership | None, source: Any = None) -> None:
         log.info("stopping: letting the current pass finish its current action")
         loop.stop()
+        interrupt = getattr(source, "interrupt", None)
+        if interrupt is not None:
+            interrupt()  # a hung `git fetch` is killed, not waited for (up to 120 s)
         if leadership is not None:
             leadership.close()  # nothing new is written; a wait for readiness gives up
         thread.join(timeout=2.0)

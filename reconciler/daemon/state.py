@@ -176,6 +176,9 @@ class DaemonState:
         # this daemon is the only one of its state directory and always leads.
         self.leadership: Callable[[], dict[str, Any]] | None = None
         self.last_good: LastGood | None = None  # where good commits are kept, if anywhere
+        # told of every recorded pass, after the state is updated (the notifier); each must
+        # return at once: it runs in the loop's thread
+        self.listeners: list[Callable[[PassRecord, Outcome], None]] = []
 
     def seen(self, revision: str) -> None:
         with self._lock:
@@ -203,6 +206,11 @@ class DaemonState:
             if outcome.pools is not None:
                 self.pools = outcome.pools
             self.ready = True
+        for listener in list(self.listeners):
+            try:
+                listener(record, outcome)
+            except Exception:  # a listener's bug must not stop the loop
+                log.exception("a pass listener failed")
 
     def set_pools(self, pools: dict[str, Any]) -> None:
         with self._lock:

@@ -18,7 +18,8 @@ from reconciler.errors import StalePlan
 from reconciler.plan.plans import Plan, Resource
 from reconciler.states import DesiredState, LiveState, Quota, ResourceKind, Tenant, WarmPool
 
-_POOL_FIELDS = tuple(f.name for f in fields(WarmPool) if f.name != "drift")  # live pools only
+# not fingerprinted: code_digest (digests of local code), drift (live pools only)
+_POOL_FIELDS = tuple(f.name for f in fields(WarmPool) if f.name not in ("code_digest", "drift"))
 _QUOTA_FIELDS = tuple(f.name for f in fields(Quota))
 _TENANT_FIELDS = tuple(f.name for f in fields(Tenant))
 
@@ -29,11 +30,15 @@ def canonical(desired: DesiredState) -> dict[str, Any]:
     def rows(objs: Any, names: tuple[str, ...]) -> list[tuple[Any, ...]]:
         return sorted(map(attrgetter(*names), objs), key=itemgetter(0))
 
-    return {
+    data = {
         "tenants": rows(desired.tenants, _TENANT_FIELDS),
         "quotas": rows(desired.quotas, _QUOTA_FIELDS),
         "pools": rows(desired.pools, _POOL_FIELDS),
     }
+    code = {pool.id: pool.code_digest for pool in desired.pools if pool.code_digest}
+    if code:  # only then: fingerprints of states without code digests stay what they were
+        data["code"] = sorted(code.items())
+    return data
 
 
 def fingerprint(desired: DesiredState, live_revision: str) -> str:

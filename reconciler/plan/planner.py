@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from reconciler.config.model import Safety
 from reconciler.errors import Diagnostic, Severity
@@ -19,7 +20,8 @@ from reconciler.plan import diff, order
 from reconciler.plan.capacity import check_capacity, quota_errors
 from reconciler.plan.fingerprint import check_fresh, fingerprint
 from reconciler.plan.plans import Action, Plan
-from reconciler.plan.safety import check_safety
+from reconciler.plan.safety import check_safety, safety_options
+from reconciler.plan.usage import plan_capacity
 from reconciler.states import DesiredState, LiveState, Node, ResourceKind
 
 __all__ = ["check_fresh", "fingerprint", "make_plan", "plan_actions"]
@@ -69,9 +71,20 @@ def make_plan(
         source_path=source_path,
         source_commit=source_commit,
         live_revision=live.revision,
-        options={"allowMassDelete": allow_mass_delete,
-                 "allowReducedCapacity": allow_reduced_capacity},
+        options=_options(safety, allow_mass_delete, allow_reduced_capacity),
+        capacity=plan_capacity(desired, live, actions, nodes),
     )
+
+
+def _options(safety: Safety | None, allow_mass_delete: bool,
+             allow_reduced_capacity: bool) -> dict[str, Any]:
+    """What the plan was made with, as `apply --plan` re-checks it; Settings.safety only
+    when it is not the default (absent: the defaults)."""
+    options: dict[str, Any] = {"allowMassDelete": allow_mass_delete,
+                               "allowReducedCapacity": allow_reduced_capacity}
+    if safety is not None and safety != Safety():
+        options["safety"] = safety_options(safety)
+    return options
 
 
 def _in_place(action: Action, ids: set[str]) -> Action:

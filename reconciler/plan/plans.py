@@ -9,7 +9,7 @@ Renderers are computed from `Plan.to_json()`, never from the object.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -100,20 +100,24 @@ class Action:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Action:
-        kind = ResourceKind(data["kind"])
-        objects = data.get("object") or {}
+        """The action of a plan file; ValueError (naming the field) for a wrong shape."""
+        _expect(data, dict, "action")
+        kind = ResourceKind(_expect(data.get("kind"), str, "kind"))
+        objects = _expect(data.get("object") or {}, dict, "object")
+        changes = _expect(data.get("changes", []), list, "changes")
         return cls(
-            op=Op(data["op"]),
+            op=Op(_expect(data.get("op"), str, "op")),
             kind=kind,
-            id=data["id"],
+            id=_expect(data.get("id"), str, "id"),
             before=_resource_from_json(kind, objects.get("before")),
             after=_resource_from_json(kind, objects.get("after")),
-            reason=data.get("reason", ""),
+            reason=_expect(data.get("reason", ""), str, "reason"),
             changes=tuple(
-                Change(c["path"], c.get("before"), c.get("after")) for c in data.get("changes", ())
+                Change(_expect(_expect(c, dict, "changes[]").get("path"), str, "changes[].path"),
+                       c.get("before"), c.get("after")) for c in changes
             ),
-            wait_for=data.get("waitFor"),
-            in_place=bool(data.get("inPlace", False)),
+            wait_for=_expect(data.get("waitFor"), (str, type(None)), "waitFor"),
+            in_place=_expect(data.get("inPlace", False), bool, "inPlace"),
         )
 
 
@@ -135,11 +139,47 @@ def _resource_json(resource: Resource | None) -> dict[str, Any] | None:
 def _resource_from_json(kind: ResourceKind, data: Mapping[str, Any] | None) -> Resource | None:
     if data is None:
         return None
+    cls, shape = _SHAPES[kind]
+    _expect(data, dict, f"{kind} object")
+    for name, types, required in shape:
+        value = data.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                raise ValueError(f"{kind} object has no {name}")
+        elif type(value) not in types:
+            _expect(value, types, f"{kind}.{name}")  # raises, naming what was expected
+        elif types is _LIST and not all(type(item) is str for item in value):
+            raise ValueError(f"{kind}.{name} must hold strings only")
     if kind is ResourceKind.WARM_POOL:
         return WarmPool.from_json(data)
-    if kind is ResourceKind.TENANT:
-        return Tenant(**data)
-    return Quota(**data)
+    return cls(**data)  # type: ignore[no-any-return]
+
+
+_ABSENT = object()
+_LIST = (list,)
+# A field's annotation (a string: `from __future__ import annotations`) -> its JSON types
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "str | None": (str, type(None)),
+    "int | None": (int, type(None)), "tuple[str, ...]": _LIST,
+}
+# Per kind: the class, and (field, JSON types, required) for each of its fields
+_SHAPES: dict[ResourceKind, tuple[type, tuple[tuple[str, tuple[type, ...], bool], ...]]] = {
+    kind: (cls, tuple((f.name, _FIELD_TYPES[str(f.type)],
+                       f.default is MISSING and f.default_factory is MISSING)
+                      for f in fields(cls)))
+    for kind, cls in ((ResourceKind.WARM_POOL, WarmPool), (ResourceKind.TENANT, Tenant),
+                      (ResourceKind.QUOTA, Quota))
+}
+
+
+def _expect(value: Any, types: type | tuple[type, ...], what: str) -> Any:
+    """`value` when its type is one of `types` exactly (JSON's types: never a bool for an
+    int), else ValueError naming what was expected."""
+    wanted = types if isinstance(types, tuple) else (types,)
+    if type(value) in wanted:
+        return value
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in wanted)
+    raise ValueError(f"{what} must be {names}, got {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +199,8 @@ class Plan:
     source_commit: str | None = None
     live_revision: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. allowMassDelete
+    # display only (the review view: plan.usage.plan_capacity); never checked on apply
+    capacity: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def applyable(self) -> bool:
@@ -188,35 +230,48 @@ class Plan:
             "actions": [action.to_json() for action in self.actions],
             "errors": [d.to_json() for d in self.errors],
             "warnings": [d.to_json() for d in self.warnings],
+            **({"capacity": dict(self.capacity)} if self.capacity else {}),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        """A plan from its JSON form; ValueError (naming the field) for a wrong shape."""
+        _expect(data, dict, "plan")
         if data.get("formatVersion") != FORMAT_VERSION:
             raise ValueError(
                 f"unsupported plan formatVersion {data.get('formatVersion')!r}, "
                 f"expected {FORMAT_VERSION}"
             )
-        source = data.get("source") or {}
+        source = _expect(data.get("source") or {}, dict, "source")
+        actions = []
+        for index, item in enumerate(_expect(data.get("actions", []), list, "actions")):
+            try:
+                actions.append(Action.from_json(item))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"actions[{index}]: {exc}") from None
         return cls(
-            runtime=data["runtime"],
-            fingerprint=data["fingerprint"],
-            actions=tuple(Action.from_json(a) for a in data.get("actions", ())),
-            errors=tuple(_diagnostic_from_json(d) for d in data.get("errors", ())),
-            warnings=tuple(_diagnostic_from_json(d) for d in data.get("warnings", ())),
-            source_path=source.get("path", ""),
-            source_commit=source.get("commit"),
-            live_revision=data.get("liveRevision", ""),
-            options=dict(data.get("options") or {}),
+            runtime=_expect(data.get("runtime"), str, "runtime"),
+            fingerprint=_expect(data.get("fingerprint"), str, "fingerprint"),
+            actions=tuple(actions),
+            errors=tuple(_diagnostic_from_json(d)
+                         for d in _expect(data.get("errors", []), list, "errors")),
+            warnings=tuple(_diagnostic_from_json(d)
+                           for d in _expect(data.get("warnings", []), list, "warnings")),
+            source_path=_expect(source.get("path", ""), str, "source.path"),
+            source_commit=_expect(source.get("commit"), (str, type(None)), "source.commit"),
+            live_revision=_expect(data.get("liveRevision", ""), str, "liveRevision"),
+            options=dict(_expect(data.get("options") or {}, dict, "options")),
+            capacity=dict(_expect(data.get("capacity") or {}, dict, "capacity")),
         )
 
 
 def _diagnostic_from_json(data: Mapping[str, Any]) -> Diagnostic:
+    _expect(data, dict, "diagnostic")
     return Diagnostic(
-        message=data["message"],
-        file=data.get("file") or "",
-        line=data.get("line") or 0,
-        col=data.get("col") or 0,
-        path=data.get("path") or "",
+        message=_expect(data.get("message"), str, "diagnostic message"),
+        file=_expect(data.get("file") or "", str, "diagnostic file"),
+        line=_expect(data.get("line") or 0, int, "diagnostic line"),
+        col=_expect(data.get("col") or 0, int, "diagnostic col"),
+        path=_expect(data.get("path") or "", str, "diagnostic path"),
         severity=Severity(data.get("severity", "error")),
     )

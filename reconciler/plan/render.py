@@ -9,6 +9,7 @@ NO_COLOR and checks for a terminal), not this module's.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -143,76 +144,115 @@ def _summary_table(data: Data) -> list[str]:
             "| " + " | ".join(str(counts.get(op, 0)) for op in OPS) + " |"]
 
 
-def _markdown_head(data: Data, budget: int) -> str:
-    source = data.get("source") or {}
-    commit = f" at `{str(source['commit'])[:12]}`" if source.get("commit") else ""
-    lines = [f"### reconciler plan: `{data.get('runtime')}` runtime{commit}", ""]
+def _md(text: str) -> str:
+    """Text from the plan in markdown prose: no HTML, no code fence break-out."""
+    return html.escape(text, quote=False).replace("`", "'")
+
+
+def _fenced(line: str) -> str:
+    return line.replace("```", "`\u200b``")
+
+
+def _markdown_head(data: Data, view: Any, budget: int) -> str:
+    commit = f" at `{str(view.commit)[:12]}`" if view.commit else ""
+    mark = ":white_check_mark:" if view.applyable else ":x:"
+    if view.applyable and not data.get("actions"):
+        mark = ":heavy_minus_sign:"
+    lines = [f"### reconciler plan: `{view.runtime}` runtime{commit}", "",
+             f"**{mark} {_md(view.verdict)}**"]
     if data.get("actions"):
-        lines += _summary_table(data) + [""]
-    lines.append(f"**{summary_line(data)}**")
-    notes = [f"- :x: {e['message']}" for e in data.get("errors") or ()]
-    notes += [f"- :warning: {w['message']}" for w in data.get("warnings") or ()]
-    if data.get("errors"):
-        lines += ["", f"**The plan is refused** ({len(data['errors'])} error(s)): "
-                      f"nothing will be applied."]
+        lines += [""] + _summary_table(data)
     text = "\n".join(lines)
-    if notes:
-        text += "\n\n"
-        for index, note in enumerate(notes):
+    for title, icon, items in (("Warnings", ":warning:", view.warnings),
+                               ("Errors", ":x:", view.errors)):
+        if not items:
+            continue
+        text = text.rstrip("\n") + f"\n\n**{title}**\n\n"
+        for index, item in enumerate(items):
+            note = f"- {icon} {_md(item)}\n"
             if len(text) + len(note) + 200 > budget:
-                text += f"- ... and {len(notes) - index} more (see the JSON plan)\n"
+                text += f"- ... and {len(items) - index} more (see the JSON plan)\n"
                 break
-            text += note + "\n"
+            text += note
     return text.rstrip("\n")
 
 
 def _details(body: str, title: str) -> str:
-    return f"<details><summary>{title}</summary>\n\n```diff\n{body}\n```\n\n</details>"
+    return (f"<details><summary>{html.escape(title)}</summary>\n\n```diff\n{body}\n```\n\n"
+            f"</details>")
+
+
+def _account_blocks(view: Any, room: int) -> list[str]:
+    """One collapsible block per account; an account too big for one part is cut
+    into several blocks, each titled "(continued)" after the first."""
+    blocks = []
+    for section in view.accounts:
+        lines = [_fenced("\n".join([header, *details])) for header, details in section.actions]
+        title = section.title
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            if len(line) > room - 400:
+                line = line[: room - 420] + "\n    ..."
+            if chunk and size + len(line) + 1 > room - 400:
+                blocks.append(_details("\n".join(chunk), title))
+                chunk, size, title = [], 0, f"{section.account} (continued)"
+            chunk.append(line)
+            size += len(line) + 1
+        blocks.append(_details("\n".join(chunk), title))
+    return blocks
+
+
+def _processor_table(view: Any) -> str:
+    if not view.processors:
+        return ""
+    rows = ["**Capacity by processor** (placed, of what the nodes allow)", "",
+            "| processor | pods | GPUs |", "|---|---|---|"]
+    rows += [f"| {cls} | {pods} | {gpus} |" for cls, pods, gpus in view.processors]
+    return "\n".join(rows)
 
 
 def _pack(blocks: Sequence[str], first_room: int, room: int) -> list[list[str]]:
-    """Pack blocks (one per action) greedily into parts: the first part has
-    `first_room` characters left after the head, later ones `room`."""
+    """Pack blocks greedily into parts: the first part has `first_room` characters
+    left after the head, later ones `room`."""
     parts: list[list[str]] = []
     current: list[str] = []
     size, budget = 0, first_room
     for block in blocks:
-        if len(block) > room:
-            block = block[: room - 20] + "\n    ..."
-        if size + len(block) + 1 > budget:
+        if (current or not parts and budget < room) and size + len(block) + 2 > budget:
             parts.append(current)
             current, size, budget = [], 0, room
         current.append(block)
-        size += len(block) + 1
+        size += len(block) + 2
     parts.append(current)
     return parts
 
 
 def render_markdown(data: Data, limit: int = MARKDOWN_LIMIT) -> list[str]:
-    """A pull-request comment, split into parts of fewer than `limit` characters.
+    """A pull-request comment (the review view), in parts of fewer than `limit` characters.
 
-    The first part holds the summary table, errors and warnings; the actions
-    follow in collapsible <details> blocks, packed so no part reaches the limit.
+    The first part holds the verdict, the summary, warnings and errors; then one
+    collapsible section per account, packed so no part reaches the limit; the
+    capacity per processor class closes the last part.
     """
-    head = _markdown_head(data, limit // 2)
-    blocks = ["\n".join([action_header(a), *action_details(a)])
-              for a in data.get("actions") or ()]
-    if not blocks:
-        return [head]
-    wrapper = 200  # the <details> wrapper, its title and a continuation heading
-    packed = _pack(blocks, limit - len(head) - wrapper, limit - wrapper)
-    total = sum(1 for chunk in packed if chunk)
-    title = f"Details ({len(blocks)} action{'s' if len(blocks) != 1 else ''})"
-    parts = [head]
-    number = 0
-    for chunk in packed:
-        if not chunk:
-            continue
-        number += 1
-        suffix = f", part {number} of {total}" if total > 1 else ""
-        details = _details("\n".join(chunk), title + suffix)
-        if number == 1 and chunk is packed[0]:
-            parts[0] = f"{head}\n\n{details}"
+    from reconciler.plan.review import review
+
+    view = review(data)
+    head = _markdown_head(data, view, limit // 2)
+    table = _processor_table(view)
+    heading = "**Accounts**"
+    blocks = _account_blocks(view, limit - 300)
+    packed = _pack(blocks, limit - len(head) - len(heading) - 300, limit - 300)
+    parts = []
+    for number, chunk in enumerate(packed):
+        body = "\n\n".join(chunk)
+        if number == 0:
+            parts.append("\n\n".join(p for p in (head, heading if chunk else "", body) if p))
         else:
-            parts.append(f"### reconciler plan (continued)\n\n{details}")
+            parts.append(f"### reconciler plan (continued)\n\n{heading} (continued)\n\n{body}")
+    if table:
+        if len(parts[-1]) + len(table) + 2 < limit:
+            parts[-1] += "\n\n" + table
+        else:
+            parts.append(f"### reconciler plan (continued)\n\n{table}")
     return parts

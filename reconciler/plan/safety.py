@@ -56,3 +56,8 @@ def _problem(desired: DesiredState, live_count: int, deleting: int,
         return (f"this plan deletes {deleting} of {live_count} warm pools ({share} %), more "
                 f"than safety.maxDeletePercent ({safety.max_delete_percent} %)")
     return None
+
+
+def safety_options(safety: Safety) -> dict[str, int]:
+    """How a plan records Settings.safety in its options (`apply --plan` re-checks with it)."""
+    return {"maxDeletions": safety.max_deletions, "maxDeletePercent": safety.max_delete_percent}

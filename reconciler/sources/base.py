@@ -11,6 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from reconciler.errors import ReconcilerError
+
+
+def inside_path(path: str, option: str = "--path") -> str:
+    """A subdirectory of a repository as a clean relative path (a leading / means the
+    top). `..` is refused: its target would be outside the repository."""
+    parts = [part for part in path.replace("\\", "/").split("/") if part not in ("", ".")]
+    if ".." in parts or "\0" in path:
+        raise ReconcilerError(f"{option} {path}: must be a directory inside the repository "
+                              f"(without '..')")
+    return "/".join(parts)
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:

@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 import git
 
 from reconciler.errors import SourceError
-from reconciler.sources.base import Snapshot
-from reconciler.sources.credentials import git_environment, redact, redact_url
+from reconciler.sources.base import Snapshot, inside_path
+from reconciler.sources.credentials import (
+    git_environment,
+    redact,
+    redact_url,
+    split_credentials,
+)
 
 FETCH_TIMEOUT = 120.0  # seconds; a hung network fetch is killed and retried with backoff
 
@@ -41,9 +49,13 @@ class GitSource:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.fetch_url = split_credentials(url)[0]  # what git's argv shows: no user:password
         self.branch = branch
-        self.path = path.strip("/")
+        self.path = inside_path(path)
         self.location = redact_url(url)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc_lock = threading.Lock()
+        self._interrupted = False
         self.env = dict(os.environ if env is None else env)
         key = hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
         self.cache = cache_root / key
@@ -52,19 +64,49 @@ class GitSource:
 
     def fetch(self) -> Snapshot:
         """Fetch the branch; the snapshot of its head (not checked out yet: the
-        loop checks out only commits it is going to reconcile)."""
+        loop checks out only commits it is going to reconcile).
+
+        git runs with the URL stripped of any user:password (they reach it through
+        its environment: credentials.git_environment), in its own process group,
+        so interrupt() (the daemon stopping) ends a hung fetch at once."""
         repo = self._open()
         refspec = f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"
+        args = ["git", "fetch", "--force", "--no-tags", "--quiet", self.fetch_url, refspec]
+        env = {**os.environ, **git_environment(self.env, self.url)}
+        with self._proc_lock:
+            if self._interrupted:
+                raise SourceError("fetch not started: the daemon is stopping")
+            try:
+                proc = subprocess.Popen(args, cwd=self.worktree, env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as exc:
+                raise SourceError(f"cannot run git: {exc.strerror or exc}") from None
+            self._proc = proc
         try:
-            with repo.git.custom_environment(**git_environment(self.env, self.url)):
-                repo.git.fetch(
-                    "--force", "--no-tags", "--quiet", self.url, refspec,
-                    kill_after_timeout=FETCH_TIMEOUT,
-                )
-        except git.GitCommandError as exc:
-            raise SourceError(self._fetch_message(exc)) from None
+            _, stderr = proc.communicate(timeout=FETCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.communicate()
+            raise SourceError(f"fetching {self.location} timed out after "
+                              f"{FETCH_TIMEOUT:.0f}s") from None
+        finally:
+            with self._proc_lock:
+                self._proc = None
+        if self._interrupted:
+            raise SourceError("fetch stopped: the daemon is stopping")
+        if proc.returncode != 0:
+            raise SourceError(self._fetch_message(stderr.decode("utf-8", "replace"),
+                                                  proc.returncode))
         commit = self._resolve(repo, f"refs/remotes/origin/{self.branch}")
         return Snapshot(config_dir=self.config_dir, revision=commit, commit=commit)
+
+    def interrupt(self) -> None:
+        """Kill a fetch in progress and refuse new ones (the daemon is stopping)."""
+        with self._proc_lock:
+            self._interrupted = True
+            if self._proc is not None:
+                _kill_group(self._proc)
 
     @property
     def config_dir(self) -> Path:
@@ -104,11 +146,20 @@ class GitSource:
         except git.GitCommandError as exc:
             raise SourceError(f"cannot resolve {ref}: {_stderr(exc)}") from None
 
-    def _fetch_message(self, exc: git.GitCommandError) -> str:
-        stderr = _stderr(exc)
-        if "couldn't find remote ref" in stderr:
+    def _fetch_message(self, stderr: str, status: int) -> str:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        text = redact(" | ".join(lines)) or f"git exited with {status}"
+        if "couldn't find remote ref" in text:
             return f"branch {self.branch!r} not found in {self.location}"
-        return f"cannot fetch branch {self.branch!r} from {self.location}: {stderr}"
+        return f"cannot fetch branch {self.branch!r} from {self.location}: {text}"
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the fetch and every process it started (git-remote-https, ssh)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _stderr(exc: git.GitCommandError) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import watchfiles
 
 from reconciler.errors import SourceError
-from reconciler.sources.base import Snapshot
+from reconciler.sources.base import Snapshot, inside_path
 
 log = logging.getLogger("reconciler.sources.watch")
 
@@ -61,7 +61,7 @@ class DirectorySource:
 
     def __init__(self, directory: Path, *, path: str = "") -> None:
         self.directory = directory.resolve()
-        self.path = path.strip("/")
+        self.path = inside_path(path)
         self.location = str(self.directory)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

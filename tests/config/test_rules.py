@@ -131,13 +131,13 @@ def test_rule(files, message, write_repo, base_files) -> None:
     assert any(message in e for e in errors), errors
 
 
-def test_warning_does_not_fail(write_repo, base_files) -> None:
+def test_model_under_another_owner_is_an_error(write_repo, base_files) -> None:
     extra = algorithm("x", versions=version("7a" * 20, "1.0.0").replace(
         "data://acme/x/m", "data://globex/x/m"))
     config, diags = check_config(write_repo({**base_files, "x.yaml": extra}))
-    assert config is not None
-    assert [d.severity for d in diags] == [Severity.WARNING]
-    assert "outside the owner's data" in diags[0].message
+    assert config is None
+    assert [d.severity for d in diags] == [Severity.ERROR]
+    assert "under the data of globex, not of the algorithm's owner acme" in diags[0].message
 
 
 def test_broken_account_is_not_reported_again_as_dangling(write_repo, base_files) -> None:

@@ -91,7 +91,8 @@ def test_commits_invalid_configs_fixes_and_drift(repo: GitRepo, tmp_path: Path) 
         code, metrics = daemon.get("/metrics")
         assert b"reconciler_drift_detected_total 1.0" in metrics
         assert b'reconciler_passes_total{result="invalid"}' in metrics
-        assert b'reconciler_warm_pools{state="ready"} 1.0' in metrics
+        assert b"reconciler_warm_replicas_ready 1.0" in metrics
+        assert b"reconciler_warm_pools 1.0" in metrics
     finally:
         assert daemon.stop() == 0, daemon.output()
     assert daemon.workers_seen, "the test saw worker processes"
@@ -202,16 +203,17 @@ def test_sigterm_during_a_pass_stops_cleanly(repo: GitRepo, tmp_path: Path) -> N
 
 
 def test_a_restart_keeps_a_good_commit_that_changed_nothing(repo: GitRepo, tmp_path: Path) -> None:
-    """A applied; B changes only src/ (its plan is empty: `unchanged`, no apply history);
-    C is invalid. Restarted on C, the daemon restores B, not A (STATE/daemon-state.json)."""
+    """A applied; B changes only a file no pool uses (its plan is empty: `unchanged`, no
+    apply history; a change to an algorithm's code would be a reload); C is invalid.
+    Restarted on C, the daemon restores B, not A (STATE/daemon-state.json)."""
     first = git("rev-parse", "HEAD", cwd=repo.work)
     args = ["--repo", str(repo.remote), "--interval", "1s", "--resync", "1h"]
     daemon = DaemonProcess(args, tmp_path / "state").started()
     try:
         daemon.wait_status(applied(first), 20, "A applied")
-        code_b = WORDCOUNT + "\n# B: the same model, newer code\n"
-        repo.write("src/wc.py", code_b)
-        second = repo.commit("B: code only")
+        notes_b = "# B: notes that no pool uses\n"
+        repo.write("src/NOTES.md", notes_b)
+        second = repo.commit("B: notes only")
         status = daemon.wait_status(applied(second), 10, "B applied")
         assert status["history"][0]["result"] == "unchanged"
     finally:
@@ -227,7 +229,8 @@ def test_a_restart_keeps_a_good_commit_that_changed_nothing(repo: GitRepo, tmp_p
         assert status["lastAppliedCommit"] == second
         worktrees = list((tmp_path / "state" / "git").glob("*/worktree"))
         assert len(worktrees) == 1
-        assert (worktrees[0] / "src" / "wc.py").read_text() == code_b
+        assert (worktrees[0] / "src" / "NOTES.md").read_text() == notes_b
+        assert (worktrees[0] / "src" / "wc.py").read_text() == WORDCOUNT
     finally:
         assert daemon.stop() == 0, daemon.output()
     saved = json.loads((tmp_path / "state" / "daemon-state.json").read_text())

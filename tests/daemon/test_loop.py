@@ -8,6 +8,7 @@ driven by real commits.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,7 @@ def test_trigger_runs_a_pass_at_once_and_drift_is_counted(repo: GitRepo, tmp_pat
     pipeline = Pipeline()
     state = DaemonState(repo="r", branch="main", path="", mode="git")
     metrics = Metrics()
+    metrics.bind_state(state.to_json)
     loop = Loop(source, pipeline, state, metrics, interval=3600, resync=3600)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
@@ -144,7 +146,7 @@ def test_trigger_runs_a_pass_at_once_and_drift_is_counted(repo: GitRepo, tmp_pat
         assert "reconciler_drift_detected_total 1.0" in text
         assert 'reconciler_plan_actions_total{op="create"} 1.0' in text
         assert 'reconciler_passes_total{result="applied"} 1.0' in text
-        assert 'reconciler_warm_pools{state="desired"} 2.0' in text
+        assert "reconciler_warm_replicas_reserved 2.0" in text
     finally:
         loop.stop()
         thread.join(5)
@@ -165,7 +167,8 @@ def test_a_pass_that_only_waits_for_a_move_is_deferred_not_drift(repo: GitRepo,
     text = metrics.render().decode()
     assert "reconciler_drift_detected_total 0.0" in text
     assert 'reconciler_passes_total{result="deferred"} 1.0' in text
-    assert "reconciler_plan_actions_total{" not in text  # nothing was done
+    assert re.findall(r"^reconciler_plan_actions_total\{.*\} (\S+)$", text, re.M) == \
+        ["0.0"] * 5  # nothing was done
 
 
 def test_resync_reapplies_the_last_good_commit_while_head_is_bad(repo: GitRepo,

@@ -112,7 +112,7 @@ def test_a_bad_content_length_is_a_400_and_does_nothing(served: Served, lengths:
     response = raw_post(served.url, lengths, PUSH_MAIN)
     assert response.startswith(b"HTTP/1.0 400 ") or response.startswith(b"HTTP/1.1 400 "), \
         response[:200]
-    assert b"bad Content-Length" in response
+    assert b"Content-Length is invalid" in response  # waitress refuses it before our handler
     assert served.triggers == []
     assert "Traceback" not in capfd.readouterr().err
     good = raw_post(served.url, [str(len(PUSH_MAIN))], PUSH_MAIN)

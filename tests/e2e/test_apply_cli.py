@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def state_args(local: Local) -> list[str]:
-    return ["--state", str(local.site.state)]
+    """--state, and --auto-approve: without a terminal apply asks for it (a saved plan
+    file never needs it)."""
+    return ["--state", str(local.site.state), "--auto-approve"]
 
 
 def pools(local: Local) -> dict[str, int]:
@@ -119,7 +121,8 @@ def test_move_at_the_quota_is_refused_then_handed_over(local: Local, tmp_path: P
 def test_stale_plan_file_is_refused_and_nothing_changes(local: Local, tmp_path: Path) -> None:
     config = write_config(tmp_path / "config")
     plan_file = tmp_path / "plan.json"
-    planned = reconciler("plan", str(config), *state_args(local), "--out", str(plan_file))
+    planned = reconciler("plan", str(config), "--state", str(local.site.state),
+                         "--out", str(plan_file))
     assert planned.returncode == 0, planned.stderr
     assert reconciler("apply", str(config), *state_args(local)).returncode == 0
     stale = reconciler("apply", "--plan", str(plan_file), *state_args(local))
@@ -131,7 +134,7 @@ def test_stale_plan_file_is_refused_and_nothing_changes(local: Local, tmp_path: 
 def test_saved_plan_applies_exactly(local: Local, tmp_path: Path) -> None:
     config = write_config(tmp_path / "config")
     plan_file = tmp_path / "plan.json"
-    assert reconciler("plan", str(config), *state_args(local), "--out",
+    assert reconciler("plan", str(config), "--state", str(local.site.state), "--out",
                       str(plan_file)).returncode == 0
     applied = reconciler("apply", "--plan", str(plan_file), *state_args(local))
     assert applied.returncode == 0, applied.stderr
@@ -198,8 +201,8 @@ def test_a_saved_plan_uses_the_parse_cache_for_its_settings(local: Local,
                                                             tmp_path: Path) -> None:
     config = write_config(tmp_path / "config")
     plan_file = tmp_path / "plan.json"
-    assert reconciler("plan", str(config), *state_args(local), "--no-cache", "--out",
-                      str(plan_file)).returncode == 0
+    assert reconciler("plan", str(config), "--state", str(local.site.state), "--no-cache",
+                      "--out", str(plan_file)).returncode == 0
     cache = tmp_path / "cache"
     applied = subprocess.run(
         [sys.executable, "-m", "reconciler", "apply", "--plan", str(plan_file),
@@ -212,7 +215,7 @@ def test_a_saved_plan_uses_the_parse_cache_for_its_settings(local: Local,
 def test_a_saved_plan_runs_on_the_runtime_it_was_made_for(local: Local, tmp_path: Path) -> None:
     config = write_config(tmp_path / "config")
     plan_file = tmp_path / "plan.json"
-    assert reconciler("plan", str(config), *state_args(local), "--out",
+    assert reconciler("plan", str(config), "--state", str(local.site.state), "--out",
                       str(plan_file)).returncode == 0
     other = reconciler("apply", "--plan", str(plan_file), *state_args(local),
                        "--runtime", "kubernetes")
@@ -229,7 +232,8 @@ def test_a_saved_plan_runs_on_the_runtime_it_was_made_for(local: Local, tmp_path
 def test_a_state_directory_that_cannot_be_made_is_a_user_error(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config")
     (tmp_path / "file").write_text("not a directory\n")
-    done = reconciler("apply", str(config), "--state", str(tmp_path / "file" / "state"))
+    done = reconciler("apply", str(config), "--state", str(tmp_path / "file" / "state"),
+                      "--auto-approve")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert (f"error: --state {tmp_path / 'file' / 'state'}: cannot create the state "
             "directory: Not a directory") in done.stderr

@@ -150,7 +150,7 @@ def test_markdown_format(tmp_path, repo):
     result = run(tmp_path, str(repo), "--state", str(tmp_path / "s"), "--format", "markdown")
     assert result.returncode == 0
     assert "| create | scale | reload | update | delete |" in result.stdout
-    assert "<details><summary>Details (4 actions)</summary>" in result.stdout
+    assert "<details><summary>alice: pools 0 → 1 · engines 0 → 2" in result.stdout
     assert "<!-- reconciler: part" not in result.stdout  # a single part has no marker
 
 

@@ -32,7 +32,8 @@ spec:
 @pytest.fixture
 def applied(local: Local, tmp_path: Path) -> tuple[Local, Path]:
     config = write_config(tmp_path / "config", replicas=2, settings=GPU_SETTINGS)
-    result = reconciler("apply", str(config), "--state", str(local.site.state))
+    result = reconciler("apply", str(config), "--state", str(local.site.state),
+                        "--auto-approve")
     assert result.returncode == 0, result.stderr
     return local, config
 
@@ -40,7 +41,7 @@ def applied(local: Local, tmp_path: Path) -> tuple[Local, Path]:
 def test_status_without_agent_says_replicas_are_pending(applied: tuple[Local, Path]) -> None:
     local, _ = applied
     text = reconciler("status", "--state", str(local.site.state))
-    assert text.returncode == 0
+    assert text.returncode == 1  # below the reservation, and no agent: status fails
     lines = text.stdout.splitlines()
     assert lines[0].split()[:5] == ["POOL", "CALLER", "ALGORITHM", "VERSION", "READY"]
     assert lines[1].split()[:5] == [POOL, "alice", "acme/adder", "1.0.0", "0/2"]

@@ -78,6 +78,8 @@ class Envtest:
     workdir: Path
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = 0
+    authorization: str = "AlwaysAllow"  # "RBAC" for tests of permissions
+    extra_args: tuple[str, ...] = ()  # more kube-apiserver flags (e.g. an audit log)
     kubeconfig: Path = field(init=False)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -126,7 +128,7 @@ class Envtest:
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
             "--secure-port", str(self.port), "--cert-dir", str(run / "certs"),
             "--token-auth-file", str(self.workdir / "tokens.csv"),
-            "--authorization-mode", "AlwaysAllow",
+            "--authorization-mode", self.authorization,
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-account-key-file", str(key),
             "--service-account-signing-key-file", str(key),
@@ -135,7 +137,7 @@ class Envtest:
             "--allow-privileged=true",
             "--audit-policy-file", str(self.workdir / "audit-policy.yaml"),
             "--audit-log-path", str(self.audit_log), "--audit-log-mode", "blocking",
-            "--audit-log-maxsize", "0",
+            "--audit-log-maxsize", "0", *self.extra_args,
         ])
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:

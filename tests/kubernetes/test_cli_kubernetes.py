@@ -44,7 +44,8 @@ def test_plan_apply_plan_status(tmp_path: Path, prefix: str, kubeconfig: Path,
     alice = next(a for a in data["actions"] if a["kind"] == "WarmPool"
                  and a["caller"] == "alice")
     set_deployment_status(api, f"{prefix}alice", m.deployment_name(alice["id"]), ready=2)
-    status = reconciler("status", *common, "--instance", prefix, "--format", "json")
+    status = reconciler("status", *common, "--instance", prefix, "--format", "json",
+                        "--caller", "alice")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     pools = {p["id"]: p for p in report["pools"]}
@@ -84,7 +85,8 @@ def test_status_text_shows_pods_and_no_local_agent(tmp_path: Path, prefix: str,
     set_deployment_status(api, f"{prefix}alice", m.deployment_name(pool.id), ready=1)
 
     result = reconciler("status", "--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
-                        "--state", str(tmp_path / "state"), "--instance", prefix)
+                        "--state", str(tmp_path / "state"), "--instance", prefix,
+                        "--caller", "alice")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "PODS" in lines[0].split() and "PIDS" not in lines[0].split()
@@ -92,6 +94,12 @@ def test_status_text_shows_pods_and_no_local_agent(tmp_path: Path, prefix: str,
     assert "1/1" in row and "sentiment-pod-1" in row
     assert "agent" not in result.stdout and "reconciler daemon" not in result.stdout
     assert any(line.startswith("node gpu-node-1:") for line in lines)
+    # bob's pool has no ready pod: status fails, and never for want of an agent (a cluster
+    # has kubelets, not ours)
+    short = reconciler("status", "--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
+                       "--state", str(tmp_path / "state"))
+    assert short.returncode == 1 and "is below its reservation" in short.stderr
+    assert "agent" not in short.stderr
 
 
 def test_a_plan_file_keeps_its_namespaces_when_the_config_is_gone(

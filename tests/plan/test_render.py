@@ -111,10 +111,41 @@ def test_markdown_splits_into_parts_under_the_limit():
     assert len(parts) > 1
     assert all(len(part) < 65_000 for part in parts)
     assert "| create | scale | reload | update | delete |" in parts[0]
-    assert all("<details><summary>Details (4000 actions), part" in p for p in parts)
+    assert parts[0].count("<details><summary>caller") > 1  # one section per account
+    assert all("(continued)" in p for p in parts[1:])
     everything = "\n".join(parts)
     assert all(p.id in everything for p in pools)
-    assert f"part {len(parts)} of {len(parts)}" in parts[-1]
+    assert "**Capacity by processor**" in parts[-1]
+
+
+def test_one_huge_account_is_cut_into_continued_sections():
+    pools = [pool("alice", f"acme/algo{i:05d}", replicas=1, reason="reservation " + "y" * 60)
+             for i in range(1500)]
+    data = make_plan(desired_of(*pools), LiveState(), big_nodes(), runtime="local").to_json()
+    parts = render_markdown(data, limit=20_000)
+    assert len(parts) > 2 and all(len(part) < 20_000 for part in parts)
+    assert "<details><summary>alice (continued)</summary>" in parts[2]
+    everything = "\n".join(parts)
+    assert all(p.id in everything for p in pools)
+
+
+def test_review_view_names_moves_deletes_and_reduced_capacity():
+    text = render_markdown(mixed_plan().to_json())[0]
+    head = text.split("**Accounts**")[0]
+    assert head.index("Applyable") < head.index("**Warnings**")
+    assert "moves alice's acme/sentiment from 1.2.0 to 1.3.0" in head
+    assert "reduces the warm capacity of account bob: 3 → 1" in head
+    refused = render_markdown(refused_plan().to_json())[0]
+    assert refused.splitlines()[2].startswith("**:x: Refused: pool bob.acme.vision")
+    assert "deletes 2 warm pools (3 replicas)" in refused
+    assert "| gpu | 0 → 3 of 32 | 0 → 6 of 4 |" in refused
+
+
+def test_without_nodes_the_view_has_no_node_figures():
+    desired = desired_of(pool("alice", replicas=2))
+    data = make_plan(desired, LiveState(), None, runtime="local").to_json()
+    text = render_markdown(data)[0]
+    assert "| cpu | 0 → 2 | – |" in text and " of " not in text.split("| processor |")[1]
 
 
 def test_markdown_split_with_a_tiny_limit_keeps_every_action():

@@ -41,6 +41,7 @@ def test_validate_loads_no_heavy_library() -> None:
 def test_local_runtime_commands_never_load_the_kubernetes_client(
     command: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "state").mkdir()  # status refuses a state directory that does not exist
     args = [command, "--state", str(tmp_path / "state")]
     if command == "plan":
         args.insert(1, str(REPO_ROOT / "config-examples"))

@@ -39,8 +39,10 @@ from reconciler.runtimes.base import Unavailable
 FIELD_MANAGER = "reconciler"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
-METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-METADATA_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+# Metadata only (no spec, no Secret data) where no more is needed; plain JSON from a server
+# that cannot.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 USER_AGENT = f"reconciler/{__version__}"
 REQUEST_TIMEOUT = 30.0  # seconds per request (a page of a list is small)
 PAGE_SIZE = 500

@@ -244,7 +244,7 @@ class KubernetesRuntime:
                 query["fieldSelector"] = fields
             try:
                 listed = self.api.request("GET", template.format(ns=namespace), query=query,
-                                          accept=METADATA_LIST)
+                                          accept=METADATA_LIST)  # names only: no Secret data
             except ApiError as exc:
                 if exc.status == 404:  # the kind is not served here, or the namespace is gone
                     continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -90,8 +91,11 @@ def current_ready(state: str, replica_spec_hash: str, pool_spec_hash: str) -> bo
 def spec_hash(pool: WarmPool) -> str:
     """What a running replica must match: a change here means a rolling replace.
     Replica count, sources and display fields are deliberately left out."""
-    fields = (pool.model_path, pool.model_digest, pool.image, pool.entrypoint,
-              pool.processor, pool.cpu, pool.memory, str(pool.gpu))
+    fields: tuple[str, ...] = (pool.model_path, pool.model_digest, pool.image,
+                               pool.entrypoint, pool.processor, pool.cpu, pool.memory,
+                               str(pool.gpu))
+    if pool.code_digest:  # only when there is one: stores from before it keep their hashes
+        fields += (pool.code_digest,)
     return hashlib.sha256("\0".join(fields).encode()).hexdigest()[:16]
 
 
@@ -112,12 +116,52 @@ class Store:
         self.path = self.state_dir / DB_NAME
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._read_only = False
 
     @staticmethod
     def exists(state_dir: Path) -> bool:
         return (Path(state_dir) / DB_NAME).is_file()
 
+    def read_only(self) -> bool:
+        """The state directory (or its store) exists but this process may not write it:
+        `status` and `plan` still read it (a backup, another user's state)."""
+        return self.path.is_file() and not (os.access(self.state_dir, os.W_OK)
+                                            and os.access(self.path, os.W_OK))
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes. SQLite reads a WAL store only where it can make
+        the -shm file; where it cannot (the directory is read-only for this user), the
+        store is opened as immutable: exact for a read-only copy, but while a writer
+        elsewhere changes it a read may see it half-way (or fail): run status with write
+        access to the state directory for a live view of a running agent."""
+        uri = self.path.resolve().as_uri()
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + query, uri=True, timeout=self.busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                continue
+            conn.row_factory = sqlite3.Row
+            conn.create_function("current_ready", 3, current_ready, deterministic=True)
+            version = _schema_version(conn)
+            if version != SCHEMA_VERSION:
+                conn.close()
+                raise RuntimeFault(f"the local store {self.path} is at schema version "
+                                   f"{version}, not {SCHEMA_VERSION}, and its directory is "
+                                   f"read-only: run this reconciler with a writable --state once")
+            return conn
+        raise RuntimeFault(f"cannot read the local store {self.path} (its directory is "
+                           f"read-only)")
+
     def _connect(self) -> sqlite3.Connection:
+        if self._conn is None and self.read_only():
+            try:
+                self._conn = self._connect_read_only()
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            self._read_only = True
         if self._conn is None:
             try:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +187,9 @@ class Store:
         """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
         with self._lock:
             conn = self._connect()
+            if self._read_only:
+                raise ReconcilerError(f"cannot write the local store {self.path}: its state "
+                                      f"directory is read-only for this user")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -173,6 +220,7 @@ class Store:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                self._read_only = False
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:

@@ -1,0 +1,20 @@
+"""Build glue that pyproject.toml cannot say: which folders become which packages.
+
+Everything else (metadata, dependencies, the version) is in pyproject.toml.
+`schemas/` stays at the top of the repository as the one source of the JSON
+Schemas (editors and config-examples point at it); the build carries it into
+the wheel as the package data `reconciler/schemas/*.json`, which
+`reconciler.config.schema` reads through importlib.resources. The templates of
+`reconciler init` and the dashboard's templates and static files live inside
+the package and ship as package data too.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=[*find_packages(include=["reconciler", "reconciler.*"]), "reconciler.schemas"],
+    package_dir={"reconciler.schemas": "schemas"},
+    package_data={"reconciler.schemas": ["*.json"], "reconciler": ["templates/**/*"],
+                  "reconciler.daemon": ["ui/templates/*.html", "ui/static/*.js",
+                                        "ui/static/*.css"]},
+)
