@@ -97,7 +97,7 @@ def test_status_text_shows_pods_and_no_local_agent(tmp_path: Path, prefix: str,
     # bob's pool has no ready pod: status fails, and never for want of an agent (a cluster
     # has kubelets, not ours)
     short = reconciler("status", "--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
-                       "--state", str(tmp_path / "state"))
+                       "--state", str(tmp_path / "state"), "--instance", prefix)
     assert short.returncode == 1 and "is below its reservation" in short.stderr
     assert "agent" not in short.stderr
 
