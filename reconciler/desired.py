@@ -74,6 +74,7 @@ def _warm_pool(count: PoolCount, gpu_scheduling: str, code: Mapping[str, str]) -
         reason="; ".join(count.reasons),
         scheduling=gpu_scheduling if gpu else "",
         code_digest=code.get(algorithm.entrypoint.partition(":")[0], "") if code else "",
+        warmup_timeout=version.warmup_timeout,
     )
 
 

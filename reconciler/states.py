@@ -14,6 +14,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+DEFAULT_WARMUP_TIMEOUT = 120.0  # seconds (SPEC.md section 2: warmupTimeout)
+
 
 class ResourceKind(StrEnum):
     TENANT = "Tenant"
@@ -84,6 +86,10 @@ class WarmPool:
     # change is a rolling `reload`, like a model digest change. "" where there is no code
     # root (Kubernetes: the image is the code); then it is left out of the JSON form.
     code_digest: str = ""
+    # Seconds a replica may take to load (the version's warmupTimeout); the runtime stops
+    # one that is not warm by then. Left out of to_json() at its default, so plans and
+    # stored specs written before it existed read the same.
+    warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT
     # Live pools only: what the runtime found changed by hand in fields the pool does not
     # model (e.g. a Deployment's strategy or probes), described; "" when nothing is. A
     # desired pool has "", so such drift is an `update` that writes the pool again.
@@ -100,6 +106,8 @@ class WarmPool:
         data["sources"] = list(self.sources)
         if not self.code_digest:
             del data["code_digest"]  # plans, stores and annotations from before it stay equal
+        if self.warmup_timeout == DEFAULT_WARMUP_TIMEOUT:
+            del data["warmup_timeout"]
         if not self.drift:
             del data["drift"]  # only live pools have it: plans and annotations stay as before
         return data
@@ -118,7 +126,7 @@ _WARM_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(WarmPool))
 SCALE_FIELDS = ("replicas",)
 RELOAD_FIELDS = ("model_path", "model_digest", "code_digest")
 UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling",
-                 "drift")
+                 "warmup_timeout", "drift")
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,7 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
                              code_digests=runtime == "local")
         _locked(state, lock_timeout, lambda: _open(
             runtime, state, config.settings, config_dir, data_root, code_root, kubeconfig,
-            kube_context), lambda target: _plan_and_apply(
+            kube_context, config), lambda target: _plan_and_apply(
             target, config_dir, config, auto_approve, allow_mass_delete,
             allow_reduced_capacity, wait_timeout, state))
         return
@@ -132,13 +132,14 @@ def _runtime_for(plan: Plan, plan_file: Path, given: str | None) -> str:
 
 def _open(runtime: str, state: Path, settings: Settings | None, config_dir: Path | None,
           data_root: Path | None, code_root: Path | None, kubeconfig: Path | None,
-          context: str | None) -> Runtime:
-    """The runtime, told where this config's data and code live (local: recorded for the agent)."""
+          context: str | None, config: Config | None = None) -> Runtime:
+    """The runtime, told where this config's data and code live (local: recorded for the agent,
+    with the config's versions for routing calls)."""
     from reconciler.runtimes import open_runtime
 
     return open_runtime(runtime, state_dir=state, settings=settings, config_dir=config_dir,
                         data_root=data_root, code_root=code_root,
-                        kubeconfig=kubeconfig, context=context)
+                        kubeconfig=kubeconfig, context=context, config=config)
 
 
 def _config_of(config_dir: Path | None, cache_dir: Path | None, code_root: Path | None,

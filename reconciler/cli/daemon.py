@@ -91,12 +91,15 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    f"it) [env {LEASE_DURATION_ENV}].")
 @click.option("--once", is_flag=True,
               help="Run one pass and exit with its result (0 applied/unchanged, 1 otherwise).")
+@click.option("--no-agent", is_flag=True,
+              help="Local runtime: only reconcile the store; start no workers (run "
+                   "`reconciler agent` on the same --state for them).")
 def command(repo: str, branch: str, subdir: str, interval: float, resync: float, runtime: str,
             state_dir: Path | None, kubeconfig: Path | None, kube_context: str | None,
             listen: str, data_root: Path | None, code_root: Path | None, wait_timeout: float,
             allow_mass_delete: bool, allow_reduced_capacity: bool, log_format: str,
             backoff_max: float, lease_namespace: str | None, lease_duration: float,
-            once: bool) -> None:
+            once: bool, no_agent: bool) -> None:
     """Watch a config repository and reconcile on every change and on a schedule.
 
     \b
@@ -121,6 +124,10 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
     RECONCILER_GITHUB_API for GitHub Enterprise).
 
     \b
+    --no-agent: the daemon writes the store and a separate `reconciler agent
+    --state DIR` runs the workers (a controller and a kubelet apart).
+
+    \b
     --runtime kubernetes: no local agent; one daemon per cluster reconciles,
     holding the Lease LEASE_NAMESPACE/reconciler (identity hostname:pid; in a
     pod, LEASE_NAMESPACE defaults to the pod's namespace from POD_NAMESPACE).
@@ -142,7 +149,7 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
     options = DaemonOptions(
         repo=repo, branch=branch, path=subdir, interval=_positive(interval, "--interval"),
         resync=_positive(resync, "--resync"), backoff_max=_positive(backoff_max, "--backoff-max"),
-        listen=listen, log_format=log_format, once=once, passes=passes,
+        listen=listen, log_format=log_format, once=once, passes=passes, agent=not no_agent,
         lease_namespace=lease_namespace_of(lease_namespace),
         lease_duration=max(_positive(lease_duration, "--lease-duration"), 1.0))
     code = run_daemon(options)

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from reconciler.durations import parse_duration
 
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds in a duration; plain numbers are seconds. ValueError when malformed."""
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = value.strip().lower()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = _PART.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(f"expected a duration like 300, 300s, 5m or 1h, "
-                                 f"got {value!r}") from None
-            seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative, got {value!r}")
-    return seconds
+__all__ = ["DURATION", "Duration", "parse_duration"]
 
 
 class Duration(click.ParamType):

@@ -38,6 +38,7 @@ from reconciler.config.model import (
     VersionType,
     Visibility,
 )
+from reconciler.durations import parse_duration
 
 Built = Account | Algorithm | Reservation | CapacityLimit | Settings
 
@@ -125,6 +126,7 @@ def _account(doc: Document, spec: dict[str, Any]) -> Account:
     return Account(doc, AccountType(spec["type"]), **_present(spec, _ACCOUNT))
 
 
+_VERSION: Fields = {"warmupTimeout": ("warmup_timeout", parse_duration)}
 _RESOURCES: Fields = {"cpu": ("cpu", quantity), "memory": ("memory", quantity),
                       "gpu": ("gpu", _int)}
 
@@ -133,7 +135,8 @@ def _algorithm(doc: Document, spec: dict[str, Any]) -> Algorithm:
     resources = Resources(**_present(spec.get("resources") or {}, _RESOURCES))
     versions = tuple(
         Version(v["commit"], v.get("version"), Visibility(v["visibility"]), v["compiledAt"],
-                Model(v["model"]["path"], v["model"]["digest"]), index)
+                Model(v["model"]["path"], v["model"]["digest"]), index,
+                **_present(v, _VERSION))
         for index, v in enumerate(spec["versions"])
     )
     return Algorithm(doc, spec["owner"], Processor(spec["processor"]), resources, spec["image"],

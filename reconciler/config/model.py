@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from reconciler.config.documents import nearest
+from reconciler.states import DEFAULT_WARMUP_TIMEOUT
 
 if TYPE_CHECKING:
     from reconciler.config.resolve import PoolCount, PoolKey
@@ -125,6 +126,7 @@ class Version:
     compiled_at: str  # RFC 3339 timestamp, as written
     model: Model
     index: int = 0  # position in spec.versions, for diagnostics
+    warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT  # seconds a replica may take to load
 
 
 @dataclass(frozen=True, slots=True)

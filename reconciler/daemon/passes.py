@@ -90,7 +90,6 @@ class PipelinePass:
         lost its Lease, or is stopping); the runtime then writes nothing more."""
         self.settings = settings
         self.gate = gate
-        self._roots_saved: Path | None = None
         self._probe: FullRuntime | None = None  # observe()'s runtime, kept open
         self._probe_lock = threading.Lock()
         self._settings: Settings | None = None  # the last pass's (they name the instance)
@@ -139,7 +138,7 @@ class PipelinePass:
             return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
                            pools=pools_summary(planned.live))
         if plan.empty:
-            self._save_roots(runtime, config_dir)
+            runtime.save_roots()  # every pass: a commit may change the catalog alone
             return Outcome(UNCHANGED, summary, pools=pools_summary(planned.live))
         log.info("applying %s", ", ".join(f"{n} {op}" for op, n in summary.items() if n),
                  extra={"summary": summary})
@@ -150,7 +149,6 @@ class PipelinePass:
         for warning in result.warnings:  # a damaged journal, set aside: never a failure
             log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
-        self._roots_saved = config_dir
         pools = pools_summary(runtime.observe())
         deferred = len(result.deferred)
         moves = pending_moves(plan)
@@ -171,7 +169,7 @@ class PipelinePass:
         return open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
                             config_dir=config_dir, data_root=s.data_root, code_root=s.code_root,
                             kubeconfig=s.kubeconfig, context=s.context, gate=self.gate,
-                            watch=s.watch)
+                            config=config, watch=s.watch)
 
     def observe(self) -> LiveState:
         """A read of the runtime outside any pass (the pools on /status and the gauges).
@@ -206,12 +204,6 @@ class PipelinePass:
             if self._probe is not None:
                 self._probe.close()
                 self._probe = None
-
-    def _save_roots(self, runtime: FullRuntime, config_dir: Path) -> None:
-        """Tell the agent where this config's data and code are, once per directory."""
-        if self._roots_saved != config_dir:
-            runtime.save_roots()
-            self._roots_saved = config_dir
 
     def _cache_dir(self) -> Path | None:
         from reconciler.config.cache import default_cache_dir

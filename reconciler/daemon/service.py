@@ -3,7 +3,8 @@
 One daemon per state directory (state_dir/daemon.lock, held for the whole
 life of the process). With the local runtime the agent runs in this
 process, so `reconciler daemon --repo DIR` is the whole product on one
-machine. On a cluster there is no agent (kubelets run the pods) and one
+machine; with --no-agent it only writes the store and a separate
+`reconciler agent` runs the workers. On a cluster there is no agent (kubelets run the pods) and one
 daemon per cluster reconciles: it holds a Lease (see daemon.leader); the
 others wait, not reconciling, and take over when it is released or expires.
 Shutdown on SIGTERM/SIGINT kills a Git fetch in progress, lets the current
@@ -59,6 +60,7 @@ class DaemonOptions:
     lease_namespace: str = LEASE_NAMESPACE
     lease_duration: float = 15.0
     passes: PassSettings = field(default_factory=PassSettings)
+    agent: bool = True  # local runtime: run the agent in this process (False: --no-agent)
 
 
 class Daemon:
@@ -273,10 +275,20 @@ class Daemon:
     def _start_agent(self) -> None:
         if self.options.passes.runtime != "local":
             return
+        if not self.options.agent:
+            log.info("no local agent (--no-agent): `reconciler agent --state %s` runs the "
+                     "workers", self.state_dir)
+            return
+        from reconciler.errors import LockHeld
         from reconciler.runtimes.local.agent import Agent
 
         self._agent = Agent(self.state_dir)
-        self._agent.start()
+        try:
+            self._agent.start()
+        except LockHeld as exc:
+            self._agent = None
+            raise ReconcilerError(f"{exc}; to leave the workers to that agent, start the "
+                                  f"daemon with --no-agent") from None
         log.info("local agent started (it runs the warm worker processes)")
 
     def _stop_agent(self, timeout: float = 10.0) -> None:

@@ -12,8 +12,11 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -147,3 +150,19 @@ def invoke(port: int, payload: Any, timeout: float = 5.0) -> Any:
                       headers={"Content-Type": "application/json"}, method="POST")
     with urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+@contextmanager
+def standalone_agent(state_dir: Path, env: dict[str, str] | None = None,
+                     stderr: Any = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`reconciler agent` on a state, in its own process, killed if the test leaves it
+    running (its workers are the test fixture's to check)."""
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "agent", "--state",
+                                str(state_dir), "--poll-interval", "0.1s", "--grace", "2s"],
+                               env=env, stderr=stderr)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 from conftest_local import Local
-from localkit import change, create, delete, invoke, make_pool, wait_for, workers_of
+from localkit import (
+    change,
+    create,
+    delete,
+    invoke,
+    make_pool,
+    standalone_agent,
+    wait_for,
+    workers_of,
+)
 
 from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.base import NotReady
@@ -169,24 +174,10 @@ def test_a_quota_shortfall_is_not_a_failure_that_waiting_gives_up_on(local: Loca
     assert "allows 1 of 2 replicas" in row["error"] and row["error_since"] is None
 
 
-@contextmanager
-def standalone_agent(local: Local) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m reconciler.runtimes.local.agent` on the test's state, killed if the
-    test leaves it running."""
-    process = subprocess.Popen([sys.executable, "-m", "reconciler.runtimes.local.agent",
-                                "--state", str(local.site.state), "--poll-interval", "0.1"])
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def test_restarted_agent_adopts_live_workers(local: Local) -> None:
     pool = make_pool(local.site, replicas=2)
     local.runtime.apply(create(pool))
-    with standalone_agent(local) as standalone:
+    with standalone_agent(local.site.state) as standalone:
         wait_for(lambda: local.runtime.observe().ready(pool.id) == 2, message="ready")
         pids = ready_pids(local, pool.id)
         standalone.kill()  # kill -9: its workers live on
@@ -207,7 +198,7 @@ def test_a_second_agent_on_the_same_state_is_refused(local: Local) -> None:
 def test_sigterm_stops_the_standalone_agent_and_all_its_workers(local: Local) -> None:
     pool = make_pool(local.site, replicas=2)
     local.runtime.apply(create(pool))
-    with standalone_agent(local) as standalone:
+    with standalone_agent(local.site.state) as standalone:
         wait_for(lambda: local.runtime.observe().ready(pool.id) == 2, message="ready")
         standalone.send_signal(signal.SIGTERM)
         assert standalone.wait(timeout=15) == 0
@@ -221,7 +212,7 @@ def test_an_agent_killed_with_sigkill_is_reported_gone_at_once(local: Local) -> 
     pool = make_pool(local.site, replicas=1)
     local.runtime.apply(create(pool))
     local.runtime.apply(delete(pool))  # a store, no workers: nothing outlives the agent
-    with standalone_agent(local) as standalone:
+    with standalone_agent(local.site.state) as standalone:
         wait_for(lambda: local.runtime.report()["agent"]["running"], message="agent running")
         standalone.send_signal(signal.SIGKILL)
         standalone.wait()

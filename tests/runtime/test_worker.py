@@ -163,3 +163,49 @@ def test_the_worker_and_the_stores_write_the_same_timestamps() -> None:
     assert pattern.match(ours) and pattern.match(theirs)
     parse = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (ours, theirs)]
     assert abs((parse[1] - parse[0]).total_seconds()) < 60
+
+
+def warm_up_in_a_worker(site_root: Path, entrypoint: str, files: dict[str, str]
+                        ) -> dict[str, object]:
+    """Start a real worker on `entrypoint` with these files under its code root; its report."""
+    site = make_site(site_root)
+    for name, text in files.items():
+        path = site.src / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER_SCRIPT), "--pool", "p", "--entrypoint", entrypoint,
+         "--code-root", str(site.src), "--data-root", str(site.data),
+         "--model", "data://acme/models/m1.json",
+         "--digest", sha256(site.data / "acme" / "models" / "m1.json"), "--exit-with-stdin"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        report: dict[str, object] = json.loads(proc.stdout.readline())
+    finally:
+        proc.stdin.close()  # the worker goes with its stdin
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    return report
+
+
+APPLY = "def apply(input, model):\n    return 'from the code root'\n"
+
+
+@pytest.mark.parametrize(("entrypoint", "files", "reason"), [
+    ("signal:apply", {"signal.py": APPLY}, "'signal' is named like a Python standard-library"),
+    ("shutil:rmtree", {}, "'shutil' is named like a Python standard-library"),
+    ("yaml:safe_load", {}, "there is no yaml.py or yaml/ under the code root"),
+    ("json:apply", {"json.py": APPLY}, "'json' is named like a Python standard-library"),
+])
+def test_an_entrypoint_loads_only_from_the_code_root(tmp_path: Path, entrypoint: str,
+                                                     files: dict[str, str], reason: str) -> None:
+    report = warm_up_in_a_worker(tmp_path, entrypoint, files)
+    assert report["ready"] is False and reason in str(report["error"])
+
+
+def test_packages_and_sibling_modules_load_from_the_code_root(tmp_path: Path) -> None:
+    files = {"pkg/__init__.py": "", "pkg/helper.py": "NAME = 'sibling'\n",
+             "pkg/model.py": "from pkg import helper\n\ndef apply(input, model):\n"
+                             "    return helper.NAME\n"}
+    assert warm_up_in_a_worker(tmp_path, "pkg.model:apply", files)["ready"] is True

@@ -2,14 +2,16 @@
 
 Each pass it reads the store and makes the processes match it: starts missing
 replicas, replaces crashed ones (with backoff), stops extra ones gracefully
-(SIGTERM, SIGKILL after a grace period), rolls a changed spec one replica at
-a time, enforces quotas (older pools first: a newer pool gets what is left),
-and records every state change as an event. Every write is one transaction
-and every decision is re-derived from the store, so the agent can be killed
-at any moment: on start it adopts the workers that are still alive (same
+(SIGTERM, SIGKILL after a grace period) and ones not warm within their
+version's warmupTimeout, rolls a changed spec one replica at a time, enforces
+quotas and the nodes' pods (older pools first: a newer pool gets what is
+left), gives each replica of a gpu pool its own GPUs (CUDA_VISIBLE_DEVICES;
+cpu replicas see none), and records every state change as an event. Every
+write is one transaction and every decision is re-derived from the store, so
+the agent can be killed at any moment: on start it adopts the workers that are still alive (same
 pid, start time and replica id) and clears the rest.
 
-    python -m reconciler.runtimes.local.agent --state DIR
+    reconciler agent --state DIR    (or python -m reconciler.runtimes.local.agent --state DIR)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,13 +33,15 @@ from reconciler.errors import ReconcilerError
 from reconciler.runtimes.local import procs
 from reconciler.runtimes.local import store as db
 from reconciler.runtimes.local.lock import StateLock
-from reconciler.runtimes.local.rollout import LIVE, Rep, allot, step
+from reconciler.runtimes.local.nodes import gpu_indices
+from reconciler.runtimes.local.rollout import LIVE, Allotment, Rep, allot, step
 from reconciler.runtimes.local.supervise import Supervisor
 from reconciler.states import Quota, WarmPool
 
 NO_QUOTA_ROOM = 1 << 30
 LOCK_PATIENCE = 0.5  # seconds: `status` probes agent.lock for an instant (store.agent_info)
 log = logging.getLogger("reconciler.agent")
+logging.getLogger(db.EVENTS_LOGGER).setLevel(logging.WARNING)  # run_standalone: INFO
 
 
 @dataclass
@@ -75,6 +80,8 @@ class Agent:
         self._thread: threading.Thread | None = None
         self._backoff: dict[str, PoolBackoff] = {}
         self._pass_lock = threading.Lock()
+        self._warmups: dict[str, float] = {}  # pool id -> warmupTimeout, as of the last pass
+        self.gpus = gpu_indices()  # this machine's GPUs; none: gpu pools run on the CPU
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -97,6 +104,8 @@ class Agent:
     def run(self, stop_event: threading.Event) -> None:
         """The loop in the calling thread until `stop_event` is set; then stop the workers."""
         self._begin()
+        log.info("agent running on %s (pid %d, %s)", self.state_dir, os.getpid(),
+                 f"GPUs {','.join(map(str, self.gpus))}" if self.gpus else "no GPUs")
         self._run_locked(stop_event)
 
     def wake(self) -> None:
@@ -141,35 +150,83 @@ class Agent:
 
     def _reconcile(self) -> None:
         self._heartbeat()
-        for pool_id, spec_hash, reason in self.supervisor.reap():
+        for pool_id, spec_hash, reason in self.supervisor.reap(self._warmups):
             self._failed(pool_id, spec_hash, reason)
         with self.store.read() as conn:
             pools = db.load_pools(conn, oldest_first=True)  # the order allot() needs
             quotas = {r["account"]: Quota(r["account"], r["max_engines"], r["max_gpus"])
                       for r in conn.execute("SELECT * FROM quotas")}
-            rows = conn.execute("SELECT id, pool_id, spec_hash, state FROM replicas "
-                                "WHERE state != 'stopping' ORDER BY id").fetchall()
+            pods = {r["processor"]: r["pods"] for r in conn.execute(
+                "SELECT processor, SUM(pods) AS pods FROM nodes GROUP BY processor")}
+            rows = conn.execute("SELECT id, pool_id, spec_hash, state, devices FROM replicas "
+                                "ORDER BY id").fetchall()
+        self._warmups = {pool.id: pool.warmup_timeout for pool, _ in pools}
+        held = {int(d) for r in rows for d in (r["devices"] or "").split(",") if d.isdigit()}
+        rows = [r for r in rows if r["state"] != "stopping"]  # stopping ones still hold GPUs
         known = {pool.id for pool, _ in pools}
         orphans = [r["id"] for r in rows if r["pool_id"] not in known]
         if orphans:
             self.supervisor.stop(orphans, "its pool was deleted")
-        allotments = allot([pool for pool, _ in pools], quotas)
-        live_by_caller = _live_by_caller(pools, rows)
+        allotments = allot([pool for pool, _ in pools], quotas, pods or None)
+        live_by_caller = _live_by(pools, rows, lambda pool: pool.caller)
+        live_by_class = _live_by(pools, rows, lambda pool: pool.processor)
         by_pool: dict[str, list[Rep]] = {}
         for r in rows:
             by_pool.setdefault(r["pool_id"], []).append(Rep(r["id"], r["spec_hash"], r["state"]))
         for pool, row in pools:
-            reps = by_pool.get(pool.id, [])
             quota = quotas.get(pool.caller)
             room = NO_QUOTA_ROOM if quota is None else quota.max_engines - live_by_caller.get(
                 pool.caller, 0)
-            change = self._sync_pool(pool, row, reps, allotments[pool.id].replicas,
-                                     allotments[pool.id].error, room)
+            if pods:
+                room = min(room, pods.get(pool.processor, 0) - live_by_class.get(
+                    pool.processor, 0))
+            if self._on_devices(pool):
+                room = min(room, len(self._free(held)) // pool.gpu)
+            change = self._sync_pool(pool, row, by_pool.get(pool.id, []),
+                                     allotments[pool.id], room, held)
             live_by_caller[pool.caller] = live_by_caller.get(pool.caller, 0) + change
+            live_by_class[pool.processor] = live_by_class.get(pool.processor, 0) + change
 
-    def _sync_pool(self, pool: WarmPool, row: sqlite3.Row, reps: list[Rep], want: int,
-                   quota_error: str | None, room: int) -> int:
+    def _on_devices(self, pool: WarmPool) -> bool:
+        """Do `pool`'s replicas run on GPUs of this machine? Not a cpu pool, nor a gpu pool
+        where the machine has none (an emulated gpu node: it runs on the CPU)."""
+        return pool.processor == "gpu" and pool.gpu > 0 and bool(self.gpus)
+
+    def _free(self, held: set[int]) -> list[int]:
+        return [index for index in self.gpus if index not in held]
+
+    def _devices(self, pool: WarmPool, held: set[int]) -> str | None:
+        """The GPUs a new replica of `pool` gets ("" for none), taken from `held`'s
+        complement and added to it; None when not enough of them are free."""
+        if not self._on_devices(pool):
+            return ""
+        free = self._free(held)
+        if len(free) < pool.gpu:
+            return None
+        chosen = free[:pool.gpu]
+        held.update(chosen)
+        return ",".join(map(str, chosen))
+
+    def _start(self, pool: WarmPool, count: int, held: set[int]) -> int:
+        """Start up to `count` replicas, as long as GPUs are free; how many started."""
+        for started in range(count):
+            devices = self._devices(pool, held)
+            if devices is None:
+                return started
+            self.supervisor.start(pool, devices)
+        return count
+
+    def _gpu_shortage(self, pool: WarmPool, held: set[int]) -> str | None:
+        """Why a replica of `pool` cannot start for want of GPUs, or None."""
+        if not self._on_devices(pool) or len(self._free(held)) >= pool.gpu:
+            return None
+        return (f"waiting for {pool.gpu} free GPU(s) per replica: "
+                f"{len(held & set(self.gpus))} of this machine's {len(self.gpus)} are in use")
+
+    def _sync_pool(self, pool: WarmPool, row: sqlite3.Row, reps: list[Rep],
+                   allotment: Allotment, room: int, held: set[int]) -> int:
         """Start and stop this pool's replicas; the change in its live replica count."""
+        want = allotment.replicas
         current = row["spec_hash"]
         backoff = self._backoff.get(pool.id)
         if backoff is None or backoff.spec_hash != current:
@@ -182,18 +239,20 @@ class Agent:
                         may_start=may_start)
         if decision.stops:
             self.supervisor.stop(list(decision.stops), "rolling replace or scale down")
-        for _ in range(decision.starts):
-            self.supervisor.start(pool)
+        started = self._start(pool, decision.starts, held)
+        current_live = sum(1 for r in reps if r.state in LIVE and r.spec_hash == current)
+        gpu_wait = self._gpu_shortage(pool, held) if current_live + started < want else None
         converged = ready >= want and all(r.spec_hash == current for r in reps)
-        # A failure (a crash loop, a bad digest) outranks a quota shortfall. Only a failure
-        # is "failing" (error_since, which wait_ready gives up on): a pool short of quota
-        # is waiting for room, as the new pool of a handover is while the old one shrinks.
+        # A failure (a crash loop, a bad digest) outranks a shortfall of quota, pods or
+        # GPUs. Only a failure is "failing" (error_since, which wait_ready gives up on): a
+        # pool short of room is waiting for it, as the new pool of a handover is while
+        # the old one shrinks.
         earlier = row["error"] if row["error_since"] is not None else None
         failure = None if converged else backoff.error or earlier
-        error = failure or quota_error
+        error = failure or allotment.error or gpu_wait
         if error != row["error"] or (failure is not None) != (row["error_since"] is not None):
             self.supervisor.set_pool_error(pool.id, error, failing=failure is not None)
-        return decision.starts - len(decision.stops)  # stops are of live replicas only
+        return started - len(decision.stops)  # stops are of live replicas only
 
     def _failed(self, pool_id: str, spec_hash: str, reason: str) -> None:
         backoff = self._backoff.get(pool_id)
@@ -214,36 +273,49 @@ class Agent:
                 (os.getpid(), procs.start_time(os.getpid()), db.now_rfc3339(), time.time()))
 
 
-def _live_by_caller(pools: list[tuple[WarmPool, sqlite3.Row]],
-                    rows: list[sqlite3.Row]) -> dict[str, int]:
-    caller_of = {pool.id: pool.caller for pool, _ in pools}
+def _live_by(pools: list[tuple[WarmPool, sqlite3.Row]], rows: list[sqlite3.Row],
+             key: Callable[[WarmPool], str]) -> dict[str, int]:
+    """Live replicas per key of their pool (its caller, its processor class)."""
+    key_of = {pool.id: key(pool) for pool, _ in pools}
     counts: dict[str, int] = {}
     for row in rows:
-        caller = caller_of.get(row["pool_id"])
-        if caller is not None and row["state"] in LIVE:
-            counts[caller] = counts.get(caller, 0) + 1
+        found = key_of.get(row["pool_id"])
+        if found is not None and row["state"] in LIVE:
+            counts[found] = counts.get(found, 0) + 1
     return counts
 
 
+def run_standalone(state_dir: Path, *, poll_interval: float = 0.5, grace: float = 5.0) -> None:
+    """The agent alone in this process (`reconciler agent`) until SIGTERM or SIGINT, then
+    every worker of the state stops. LockHeld when another agent runs on the state."""
+    stop = threading.Event()
+    logging.getLogger(db.EVENTS_LOGGER).setLevel(logging.INFO)  # alone: its events are its log
+    previous = {signum: signal.signal(signum, lambda *_: stop.set())
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        Agent(state_dir, poll_interval=poll_interval, grace=grace).run(stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("agent stopped; the workers of %s are gone", state_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the local runtime's agent standalone.")
+    parser = argparse.ArgumentParser(description="Run the local runtime's agent standalone "
+                                                 "(as `reconciler agent`).")
     parser.add_argument("--state", required=True, type=Path, help="the state directory")
     parser.add_argument("--poll-interval", type=float, default=0.5)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    agent = Agent(args.state, poll_interval=args.poll_interval)
     try:
-        agent.run(stop)
+        run_standalone(args.state, poll_interval=args.poll_interval)
     except ReconcilerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-__all__ = ["Agent", "main"]
+__all__ = ["Agent", "main", "run_standalone"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,6 +51,17 @@ def real_gpus() -> list[str]:
     return [line for line in out.splitlines() if line.startswith("GPU ")]
 
 
+def gpu_indices() -> tuple[int, ...]:
+    """The device indices of this machine's GPUs (`GPU 0: ...` lines of `nvidia-smi -L`),
+    what CUDA_VISIBLE_DEVICES names; empty without GPUs."""
+    found = []
+    for line in real_gpus():
+        head = line.split(":", 1)[0].split()
+        if len(head) == 2 and head[1].isdigit():
+            found.append(int(head[1]))
+    return tuple(sorted(set(found)))
+
+
 def local_nodes(settings: Settings | None) -> list[Node]:
     """The nodes pools are placed on, declared or discovered."""
     gpus = real_gpus()

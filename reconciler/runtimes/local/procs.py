@@ -67,10 +67,27 @@ def reap(pid: int) -> None:
         pass
 
 
+GPU_VARIABLE = "CUDA_VISIBLE_DEVICES"
+PRIVATE_PREFIXES = ("RECONCILER_", "GIT_")  # the reconciler's own settings and credentials
+PRIVATE_NAMES = ("KUBECONFIG",)
+
+
+def worker_env(devices: str | None) -> dict[str, str]:
+    """A worker's environment: this process's, without the reconciler's own variables
+    (the webhook secret, Git credentials, kubeconfig: algorithm code must not read them;
+    a worker takes its settings as arguments), with CUDA_VISIBLE_DEVICES set to its GPUs
+    ("": it sees none, whatever this process may see; None: as this process has it)."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(PRIVATE_PREFIXES) and name not in PRIVATE_NAMES}
+    if devices is not None:
+        env[GPU_VARIABLE] = devices
+    return env
+
+
 def spawn(args: list[str], log_path: Path,
           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a worker in its own session (a Ctrl-C on the terminal must not reach it),
-    its stdout and stderr appended to `log_path`."""
+    its stdout and stderr appended to `log_path`; `env` replaces the environment."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(

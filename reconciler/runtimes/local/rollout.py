@@ -7,7 +7,7 @@ of the observed rows, testable without starting anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.states import Quota, WarmPool
@@ -40,37 +40,44 @@ class Allotment:
     error: str | None = None  # why that is less than it wants
 
 
-def allot(pools: Sequence[WarmPool], quotas: dict[str, Quota]) -> dict[str, Allotment]:
-    """Replicas per pool under each caller's maxEngines / maxGpus.
+def allot(pools: Sequence[WarmPool], quotas: Mapping[str, Quota],
+          pods: Mapping[str, int] | None = None) -> dict[str, Allotment]:
+    """Replicas per pool under each caller's maxEngines / maxGpus and the nodes' pods.
 
     `pools` come oldest first (the store's creation order): an older pool
     keeps its allotment and a newer one gets what is left, so the new pool
     of a version move never takes replicas from the pool it replaces, and
     scaling the old pool down by one frees exactly one replica for the new.
     The store may hold more than a quota allows (a plan checks capacity, but a
-    quota can be tightened later); the runtime enforces it too."""
+    quota can be tightened later); the runtime enforces it too. `pods`: how
+    many replicas the nodes of each processor class hold (cpu, gpu); None when
+    the store records no nodes (then only quotas limit)."""
     result: dict[str, Allotment] = {}
     engines: dict[str, int] = {}
     gpus: dict[str, int] = {}
+    placed: dict[str, int] = {}
     for pool in pools:
+        allowed, limit = pool.replicas, ""
         quota = quotas.get(pool.caller)
-        if quota is None:
-            result[pool.id] = Allotment(pool.replicas)
-            continue
-        engines_left = quota.max_engines - engines.get(pool.caller, 0)
-        allowed = max(0, min(pool.replicas, engines_left))
-        limit = f"maxEngines {quota.max_engines}"
-        if quota.max_gpus is not None and pool.gpu > 0:
-            gpus_left = quota.max_gpus - gpus.get(pool.caller, 0)
-            by_gpu = max(0, gpus_left // pool.gpu)
-            if by_gpu < allowed:
-                allowed, limit = by_gpu, f"maxGpus {quota.max_gpus}"
+        if quota is not None:
+            allowed = max(0, min(allowed, quota.max_engines - engines.get(pool.caller, 0)))
+            limit = f"quota of {pool.caller} (maxEngines {quota.max_engines})"
+            if quota.max_gpus is not None and pool.gpu > 0:
+                by_gpu = max(0, (quota.max_gpus - gpus.get(pool.caller, 0)) // pool.gpu)
+                if by_gpu < allowed:
+                    allowed, limit = by_gpu, f"quota of {pool.caller} (maxGpus {quota.max_gpus})"
+        if pods is not None:
+            by_pods = max(0, pods.get(pool.processor, 0) - placed.get(pool.processor, 0))
+            if by_pods < allowed:
+                allowed = by_pods
+                limit = (f"the {pool.processor} nodes' {pods.get(pool.processor, 0)} pods "
+                         f"(Settings.local.nodes)")
         engines[pool.caller] = engines.get(pool.caller, 0) + allowed
         gpus[pool.caller] = gpus.get(pool.caller, 0) + allowed * pool.gpu
+        placed[pool.processor] = placed.get(pool.processor, 0) + allowed
         error = None
         if allowed < pool.replicas:
-            error = (f"quota of {pool.caller} ({limit}) allows {allowed} of "
-                     f"{pool.replicas} replicas")
+            error = f"{limit} allows {allowed} of {pool.replicas} replicas"
         result[pool.id] = Allotment(allowed, error)
     return result
 

@@ -4,11 +4,14 @@ apply() only writes the store (one transaction per action, idempotent); the
 agent makes processes match it. observe() never creates anything, so `plan`
 on a fresh directory leaves no state behind. The context the agent needs
 besides the pools (nodes, data/code roots, config dir) is written with the
-first write of a LocalRuntime (one per apply run or daemon pass), not per action.
+first write of a LocalRuntime (one per apply run or daemon pass), not per action,
+and so is the version catalog `invoke` routes by (catalog.py) when the runtime
+was opened with the config its writes come from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -16,10 +19,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.config.model import Settings
+from reconciler.config.model import Config, Settings
 from reconciler.errors import RuntimeFault
 from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.base import NotReady
+from reconciler.runtimes.local import catalog
 from reconciler.runtimes.local import store as db
 from reconciler.runtimes.local.nodes import local_nodes
 from reconciler.states import (
@@ -43,9 +47,13 @@ class LocalRuntime:
     def __init__(self, state_dir: Path, *, settings: Settings | None = None,
                  data_root: Path | None = None, code_root: Path | None = None,
                  config_dir: Path | None = None, busy_timeout: float = 10.0,
-                 error_patience: float = ERROR_PATIENCE) -> None:
+                 error_patience: float = ERROR_PATIENCE, config: Config | None = None) -> None:
+        """`config`: the config this runtime's writes come from; its versions are recorded
+        for routing calls (catalog.py). Without it (a saved plan), the recorded catalog
+        goes stale at the first change, and `invoke` consults the config instead."""
         self.state_dir = Path(state_dir)
-        self.settings = settings or Settings()
+        self.config = config
+        self.settings = settings or (config.settings if config is not None else Settings())
         self.data_root = Path(data_root).resolve() if data_root else None
         self.code_root = Path(code_root).resolve() if code_root else None
         self.config_dir = Path(config_dir).resolve() if config_dir else None
@@ -87,12 +95,23 @@ class LocalRuntime:
             saving = self._save_context_once(conn)
             if _apply(conn, action):
                 db.bump_generation(conn)
+                if self.config is not None:
+                    catalog.mark_fresh(conn)
         self._context_saved |= saving  # only once committed
 
     def save_roots(self) -> None:
-        """Record where pools' files are (data/code roots, config dir) without other changes."""
-        with self.store.write() as conn:
-            self._save_context(conn)
+        """Record where pools' files are (data/code roots, config dir) and the version
+        catalog, without other changes. Cheap to call on every pass: nothing is written
+        when the store already holds all of it."""
+        if self._context_saved:
+            return
+        with self.store.read() as conn:
+            current = db.get_meta(conn, "context_hash") == self._context_digest() and (
+                self.config is None or (catalog.is_fresh(conn) and db.get_meta(
+                    conn, "catalog_hash") == catalog.digest(catalog.rows_of(self.config))))
+        if not current:
+            with self.store.write() as conn:
+                self._save_context(conn)
         self._context_saved = True
 
     def record_apply(self, result: dict[str, Any], source_commit: str | None) -> None:
@@ -125,6 +144,15 @@ class LocalRuntime:
             conn.execute("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?)",
                          (node.name, node.processor, node.cpu_millis, node.memory_bytes,
                           node.gpu, node.pods, int(node.emulated_gpu)))
+        db.set_meta(conn, "context_hash", self._context_digest())
+        if self.config is not None:
+            catalog.record(conn, catalog.rows_of(self.config))
+
+    def _context_digest(self) -> str:
+        """What _save_context writes besides the catalog, as one hash."""
+        parts = [str(self.data_root), str(self.code_root), str(self.config_dir),
+                 *(repr(node) for node in self.nodes())]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     # --- waiting --------------------------------------------------------------------------
 
@@ -195,14 +223,25 @@ class LocalRuntime:
 
 
 def pool_status(pool_row: sqlite3.Row, replicas: list[sqlite3.Row]) -> PoolStatus:
-    """Ready = replicas in state ready running the pool's current spec (so its digest)."""
+    """Ready = replicas in state ready running the pool's current spec (so its digest).
+
+    While a rollout of a new spec fails (a wrong digest, a model that crashes), the
+    replicas of the previous spec keep serving (calls are routed to them); the error
+    says so, with their model digests, so every view shows why the pool is stuck."""
     current = pool_row["spec_hash"]
     ready = sum(1 for r in replicas if db.current_ready(r["state"], r["spec_hash"], current))
     items = tuple(ReplicaStatus(id=str(r["pid"]) if r["pid"] else f"replica-{r['id']}",
                                 state=r["state"], model_digest=r["model_digest"],
                                 started_at=r["started_at"], error=r["error"])
                   for r in replicas)
-    return PoolStatus(ready=ready, error=pool_row["error"], replicas=items)
+    error = pool_row["error"]
+    previous = [r for r in replicas if r["state"] == "ready" and r["spec_hash"] != current]
+    if error and previous and pool_row["error_since"] is not None:
+        digests = ", ".join(sorted({r["model_digest"] or "?" for r in previous}))
+        error = (f"rollout stuck: the new spec's replicas fail ({error}); "
+                 f"{len(previous)} replica(s) of the previous spec ({digests}) keep serving "
+                 f"until new ones are ready")
+    return PoolStatus(ready=ready, error=error, replicas=items)
 
 
 def _apply(conn: sqlite3.Connection, action: Action) -> bool:

@@ -11,7 +11,6 @@ killed at any moment leaves the store consistent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -21,12 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError, RuntimeFault
 from reconciler.runtimes.local.lock import is_held
-from reconciler.states import WarmPool
 from reconciler.timestamps import now_rfc3339
+
+if TYPE_CHECKING:
+    from reconciler.states import WarmPool
 
 AGENT_LOCK = "agent.lock"  # held (flock) by the running agent for as long as it runs
 
@@ -76,6 +77,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX pools_seq ON pools (seq);
     """,
+    # 5: the version catalog invoke routes by without loading the config (catalog.py), and
+    # the GPU devices a replica was given (CUDA_VISIBLE_DEVICES).
+    """
+    CREATE TABLE versions (algorithm TEXT NOT NULL, sha TEXT NOT NULL, version TEXT,
+                           visibility TEXT NOT NULL, latest_public INTEGER NOT NULL,
+                           PRIMARY KEY (algorithm, sha)) WITHOUT ROWID;
+    CREATE INDEX versions_number ON versions (algorithm, version);
+    ALTER TABLE replicas ADD COLUMN devices TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -91,6 +101,8 @@ def current_ready(state: str, replica_spec_hash: str, pool_spec_hash: str) -> bo
 def spec_hash(pool: WarmPool) -> str:
     """What a running replica must match: a change here means a rolling replace.
     Replica count, sources and display fields are deliberately left out."""
+    import hashlib  # here: `invoke`, which never hashes a spec, does not load OpenSSL
+
     fields: tuple[str, ...] = (pool.model_path, pool.model_digest, pool.image,
                                pool.entrypoint, pool.processor, pool.cpu, pool.memory,
                                str(pool.gpu))
@@ -215,6 +227,17 @@ class Store:
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
 
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """One read statement, outside any explicit transaction: a single statement sees one
+        snapshot, so this is consistent and saves the BEGIN and COMMIT of read() (routing
+        a call is one such query)."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -287,9 +310,18 @@ def bump_generation(conn: sqlite3.Connection) -> None:
     set_meta(conn, "generation", str(generation(conn) + 1))
 
 
+# The event log as log lines too, on this logger: the agent keeps it quiet (WARNING)
+# unless it runs alone (`reconciler agent`); inside the daemon, whose every line names a
+# pass, the store keeps them.
+EVENTS_LOGGER = "reconciler.agent.events"
+
+
 def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None,
               replica_id: int | None = None) -> None:
     """The agent's record of every state change; trimmed so it never grows without bound."""
+    import logging  # here: `invoke` writes no events and need not load it
+
+    logging.getLogger(EVENTS_LOGGER).info("%s%s", f"{pool_id}: " if pool_id else "", message)
     cursor = conn.execute(
         "INSERT INTO events (time, pool_id, replica_id, message) VALUES (?, ?, ?, ?)",
         (now_rfc3339(), pool_id, replica_id, message))
@@ -300,6 +332,8 @@ def add_event(conn: sqlite3.Connection, message: str, pool_id: str | None = None
 def load_pools(conn: sqlite3.Connection, *, oldest_first: bool = False
                ) -> list[tuple[WarmPool, sqlite3.Row]]:
     """Every pool with its row, in id order, or in creation order with `oldest_first`."""
+    from reconciler.states import WarmPool
+
     order = "seq, id" if oldest_first else "id"
     rows = conn.execute(f"SELECT * FROM pools ORDER BY {order}").fetchall()
     return [(WarmPool.from_json(json.loads(row["spec"])), row) for row in rows]

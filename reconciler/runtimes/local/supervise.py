@@ -13,9 +13,8 @@ from pathlib import Path
 
 from reconciler.runtimes.local import procs
 from reconciler.runtimes.local import store as db
-from reconciler.states import WarmPool
+from reconciler.states import DEFAULT_WARMUP_TIMEOUT, WarmPool
 
-WARMUP_TIMEOUT = 120.0  # seconds a worker may take to load its model
 UNREPORTED_GRACE = 5.0  # a row without a pid that we did not start: its worker may still report
 
 
@@ -41,14 +40,15 @@ class Supervisor:
 
     # --- start / stop -----------------------------------------------------------------------
 
-    def start(self, pool: WarmPool) -> int:
-        """Insert the replica row, then spawn its worker; returns the replica id."""
+    def start(self, pool: WarmPool, devices: str = "") -> int:
+        """Insert the replica row, then spawn its worker; returns the replica id. `devices`:
+        the GPU indices it may use ("0,1"; "" for none: it sees no GPU at all)."""
         with self.store.write() as conn:
             data_root, code_root = _roots(conn)
             replica_id = conn.execute(
-                "INSERT INTO replicas (pool_id, spec_hash, state, started_at) "
-                "VALUES (?, ?, 'starting', ?)",
-                (pool.id, db.spec_hash(pool), db.now_rfc3339())).lastrowid
+                "INSERT INTO replicas (pool_id, spec_hash, state, started_at, devices) "
+                "VALUES (?, ?, 'starting', ?, ?)",
+                (pool.id, db.spec_hash(pool), db.now_rfc3339(), devices)).lastrowid
             assert replica_id is not None
             log_path = self.state_dir / "logs" / pool.id / f"{replica_id}.log"
             conn.execute("UPDATE replicas SET log_path = ? WHERE id = ?",
@@ -58,7 +58,7 @@ class Supervisor:
                 "--data-root", data_root, "--model", pool.model_path,
                 "--digest", pool.model_digest]
         try:
-            proc = procs.spawn(args, log_path)
+            proc = procs.spawn(args, log_path, env=procs.worker_env(devices))
         except OSError as exc:
             with self.store.write() as conn:
                 conn.execute("UPDATE replicas SET state = 'failed', error = ? WHERE id = ?",
@@ -68,7 +68,8 @@ class Supervisor:
         with self.store.write() as conn:
             conn.execute("UPDATE replicas SET pid = ?, proc_start = ? WHERE id = ?",
                          (proc.pid, procs.start_time(proc.pid), replica_id))
-            db.add_event(conn, f"started replica {replica_id} (pid {proc.pid})", pool.id,
+            gpus = f" on GPU {devices}" if devices else ""
+            db.add_event(conn, f"started replica {replica_id} (pid {proc.pid}){gpus}", pool.id,
                          replica_id)
         return replica_id
 
@@ -103,8 +104,9 @@ class Supervisor:
 
     # --- watching ---------------------------------------------------------------------------
 
-    def reap(self) -> list[tuple[str, str, str]]:
-        """Remove rows of exited workers; (pool id, spec hash, reason) for each failure."""
+    def reap(self, warmups: dict[str, float] | None = None) -> list[tuple[str, str, str]]:
+        """Remove rows of exited workers; (pool id, spec hash, reason) for each failure.
+        `warmups`: seconds each pool's replicas may take to warm up (warmupTimeout)."""
         with self.store.read() as conn:
             rows = conn.execute("SELECT * FROM replicas ORDER BY id").fetchall()
         failures = []
@@ -113,7 +115,8 @@ class Supervisor:
             rid = row["id"]
             if self._alive(rid, row["pid"], row["proc_start"]):
                 self._note_state(row)
-                self._enforce_deadlines(row, now)
+                self._enforce_deadlines(row, now, (warmups or {}).get(
+                    row["pool_id"], DEFAULT_WARMUP_TIMEOUT))
                 continue
             if row["pid"] is None and rid not in self._procs and \
                     now - _epoch(row["started_at"]) < UNREPORTED_GRACE:
@@ -135,17 +138,17 @@ class Supervisor:
                 db.add_event(conn, f"replica {row['id']} (pid {row['pid']}) is "
                                    f"{row['state']}{detail}", row["pool_id"], row["id"])
 
-    def _enforce_deadlines(self, row: sqlite3.Row, now: float) -> None:
+    def _enforce_deadlines(self, row: sqlite3.Row, now: float, warmup: float) -> None:
         rid, pid = row["id"], self._pid(row["id"], row["pid"])
         state = row["state"]
         if state == "stopping" and now - (row["stopping_since"] or now) > self.grace:
             if pid:
                 procs.send(pid, signal.SIGKILL)
-        elif state in ("starting", "warming") and \
-                now - _epoch(row["started_at"]) > WARMUP_TIMEOUT:
+        elif state in ("starting", "warming") and now - _epoch(row["started_at"]) > warmup:
             with self.store.write() as conn:
                 conn.execute("UPDATE replicas SET state = 'failed', error = ? WHERE id = ?",
-                             (f"warm-up took longer than {WARMUP_TIMEOUT:.0f}s", rid))
+                             (f"not warm within {warmup:g}s (the version's warmupTimeout); "
+                              f"stopped it", rid))
             if pid:
                 procs.send(pid, signal.SIGKILL)
 

@@ -8,18 +8,20 @@ run as a script it never imports the `reconciler` package (whose config stage
 pulls in YAML and JSON Schema), so a replica is warm in well under a second.
 
 It binds its address first (`--listen`, default 127.0.0.1 with a port the OS
-chooses) and answers `GET /healthz` with 503 while it warms up, so a readiness
-probe sees "not yet" rather than a refused connection. Warm-up, in order:
-resolve data://OWNER/COLLECTION/FILE under the data root (refusing a path that
-leaves it), verify the file's sha256 against the expected digest, import MODULE
-from the code root, call its `load(path)` (default: the file's bytes). Only
-then does `/healthz` answer 200 and `POST /invoke` serve, so it never serves
-before it is warm. Any failure is reported with its reason and the process
-exits 2 (on Kubernetes: the pod never becomes ready).
+chooses) and answers `GET /healthz` with 503 while it warms up (warmup.py:
+verify the model's digest, import the entrypoint from the code root and
+nowhere else, call `load`), so a readiness probe sees "not yet" rather than a
+refused connection. Only then does `/healthz` answer 200 and `POST /invoke`
+serve. Any failure is reported with its reason and the process exits 2 (on
+Kubernetes: the pod never becomes ready). The HTTP server is serve.Server
+(TCP_NODELAY, keep-alive, timeouts, a connection limit).
 
 Reporting: with --db, into the replicas row (state, pid, port, digest);
 without (a cold worker for one `invoke`, or an engine container), as one JSON
-line on stdout.
+line on --report-fd (a pipe its parent passes), else on the original stdout.
+Either way the algorithm's own output never mixes with it: before any
+algorithm code runs, file descriptor 1 and sys.stdout are pointed at stderr
+(the replica's log), so a `print` in `load()` is a log line, not a report.
 
 Lifetime: until SIGTERM (the agent or the kubelet stops it). With
 --exit-with-stdin (a cold worker for one `invoke`), also until its stdin pipe
@@ -31,152 +33,35 @@ pipe and the worker goes too instead of serving forever.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib
+import importlib.util
 import json
 import os
 import signal
-import socket
 import sqlite3
 import stat
 import sys
 import threading
-import traceback
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+if __package__:
+    from reconciler.runtimes.local import serve, warmup
+else:  # run as a script (how the agent starts it): its siblings sit next to this file
+    def _sibling(name: str) -> Any:
+        spec = importlib.util.spec_from_file_location(f"_reconciler_{name}",
+                                                      Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    serve, warmup = _sibling("serve"), _sibling("warmup")
+
+WarmupError, Replica = warmup.WarmupError, warmup.Replica
+resolve_data_path, warm_up = warmup.resolve_data_path, warmup.warm_up
 WARMUP_FAILED = 2
-
-
-class WarmupError(Exception):
-    """Why this replica cannot serve (shown in the pool's error)."""
-
-
-def resolve_data_path(url: str, data_root: Path) -> Path:
-    """data://OWNER/COLLECTION/FILE -> DATA_ROOT/OWNER/COLLECTION/FILE, never outside it."""
-    prefix = "data://"
-    if not url.startswith(prefix):
-        raise WarmupError(f"model path {url!r} is not a data:// path")
-    parts = url[len(prefix):].split("/")
-    if len(parts) < 3 or any(part in ("", ".", "..") for part in parts):
-        raise WarmupError(f"model path {url!r} must be data://OWNER/COLLECTION/FILE "
-                          "without empty, '.' or '..' segments")
-    root = data_root.resolve()
-    path = root.joinpath(*parts).resolve()
-    if not path.is_relative_to(root):
-        raise WarmupError(f"model path {url!r} leaves the data root {root}")
-    if not path.is_file():
-        raise WarmupError(f"model file {path} (from {url}) does not exist")
-    return path
-
-
-def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return f"sha256:{sha.hexdigest()}"
-
-
-def warm_up(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    """(function, model, loaded digest); WarmupError on any failure."""
-    path = resolve_data_path(args.model, Path(args.data_root))
-    actual = file_digest(path)
-    if actual != args.digest:
-        raise WarmupError(f"model digest mismatch for {args.model}: the file has {actual}, "
-                          f"the config expects {args.digest}; refusing to serve it")
-    module_name, _, function_name = args.entrypoint.partition(":")
-    if not module_name or not function_name:
-        raise WarmupError(f"entrypoint {args.entrypoint!r} is not MODULE:FUNCTION")
-    sys.path.insert(0, str(Path(args.code_root).resolve()))
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise WarmupError(f"cannot import {module_name} from {args.code_root}: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise WarmupError(f"{module_name} has no function {function_name}")
-    load = getattr(module, "load", None)
-    try:
-        model = load(str(path)) if callable(load) else path.read_bytes()
-    except Exception as exc:
-        raise WarmupError(f"{module_name}.load failed: {type(exc).__name__}: {exc}") from exc
-    return function, model, actual
-
-
-class Replica:
-    """What the HTTP handler serves: nothing until warm_up has finished."""
-
-    def __init__(self) -> None:
-        self.function: Any = None
-        self.model: Any = None
-        self.digest: str | None = None
-        self.error: str | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.digest is not None
-
-    def warmed(self, function: Any, model: Any, digest: str) -> None:
-        self.function, self.model = function, model
-        self.digest = digest  # last: `ready` flips only once function and model are set
-
-    def health(self) -> tuple[int, dict[str, Any]]:
-        if self.ready:
-            return 200, {"ready": True, "modelDigest": self.digest, "pid": os.getpid()}
-        state = "failed" if self.error else "warming"
-        return 503, {"ready": False, "state": state, "error": self.error, "pid": os.getpid()}
-
-
-def make_handler(replica: Replica) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path == "/healthz":
-                self._send(*replica.health())
-            else:
-                self._send(404, {"error": "not found"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path != "/invoke":
-                self._send(404, {"error": "not found"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(length)
-            if not replica.ready:
-                self._send(*replica.health())
-                return
-            try:
-                payload = json.loads(data or b"null")
-            except ValueError as exc:
-                self._send(400, {"error": f"input is not JSON: {exc}"})
-                return
-            try:
-                output = replica.function(payload, replica.model)
-                body = {"output": output}
-                json.dumps(body)
-            except Exception as exc:
-                traceback.print_exc()
-                self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
-                return
-            self._send(200, body)
-
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            return  # one line per call would flood the replica's log
-
-    return Handler
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -188,16 +73,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, handler)
-
-
 def log(message: str) -> None:
-    """Log lines go to stderr (the replica's log file); stdout carries only reports."""
+    """Log lines go to stderr (the replica's log file), as does the algorithm's output."""
     print(f"{now()} {message}", file=sys.stderr, flush=True)
 
 
@@ -240,11 +117,28 @@ def watch_parent(stop: threading.Event) -> bool:
     return True
 
 
+def report_channel(fd: int | None) -> IO[str]:
+    """Where reports go (`fd`, else a copy of the original stdout); then fd 1 and sys.stdout
+    are pointed at stderr, so nothing the algorithm prints can pass for a report."""
+    channel = os.fdopen(fd if fd is not None else os.dup(1), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return channel
+
+
 class Reporter:
     """Writes this replica's state where its supervisor reads it."""
 
-    def __init__(self, db: str | None, replica: int | None) -> None:
-        self.db, self.replica = db, replica
+    def __init__(self, db: str | None, replica: int | None, channel: IO[str]) -> None:
+        self.db, self.replica, self.channel = db, replica, channel
+
+    def _line(self, record: dict[str, Any]) -> None:
+        try:
+            self.channel.write(json.dumps(record) + "\n")
+            self.channel.flush()
+        except OSError:
+            pass  # the parent stopped listening: it will not wait for this report
 
     def _update(self, sql: str, values: tuple[Any, ...]) -> None:
         conn = sqlite3.connect(self.db or "", timeout=10, isolation_level=None)
@@ -271,14 +165,14 @@ class Reporter:
                          "model_digest = ?, ready_at = ?, error = NULL WHERE id = ?",
                          (os.getpid(), port, digest, now()))
         else:
-            print(json.dumps({"ready": True, "port": port, "modelDigest": digest}), flush=True)
+            self._line({"ready": True, "port": port, "modelDigest": digest})
 
     def failed(self, reason: str) -> None:
         if self.db:
             self._update("UPDATE replicas SET state = 'failed', error = ? WHERE id = ?",
                          (reason,))
         else:
-            print(json.dumps({"ready": False, "error": reason}), flush=True)
+            self._line({"ready": False, "error": reason})
 
 
 # `reconciler worker` (the engine container) is configured by these variables
@@ -322,6 +216,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="HOST:PORT to serve on (port 0: the OS picks one)")
     parser.add_argument("--exit-with-stdin", action="store_true",
                         help="also stop when stdin reaches end of file (a cold worker)")
+    parser.add_argument("--report-fd", type=int, default=None,
+                        help="write the JSON report line to this inherited file descriptor "
+                             "(else to stdout, which the algorithm's output never reaches)")
+    parser.add_argument("--max-connections", type=int, default=serve.MAX_CONNECTIONS,
+                        help="connections served at once; more get a 503")
+    parser.add_argument("--idle-timeout", type=float, default=serve.IDLE_TIMEOUT,
+                        help="seconds a kept-alive connection may wait for its next request")
+    parser.add_argument("--request-timeout", type=float, default=serve.REQUEST_TIMEOUT,
+                        help="seconds from a request's first byte to its last")
     args = parser.parse_args(argv)
     try:
         args.address = parse_listen(args.listen)
@@ -332,15 +235,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    reporter = Reporter(args.db, args.replica, report_channel(args.report_fd))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    reporter = Reporter(args.db, args.replica)
     if args.exit_with_stdin:
         watch_parent(stop)
     replica = Replica()
     try:
-        server = _Server(args.address, make_handler(replica))
+        server = serve.Server(args.address, replica.health, replica.invoke,
+                             max_connections=max(1, args.max_connections),
+                             idle_timeout=max(0.01, args.idle_timeout),
+                             request_timeout=max(0.01, args.request_timeout))
     except OSError as exc:
         reason = f"cannot listen on {args.listen}: {exc.strerror or exc}"
         log(reason)
@@ -368,7 +274,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.shutdown()
         server.server_close()
-
 
 if __name__ == "__main__":
     if __package__ in (None, ""):
