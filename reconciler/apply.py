@@ -22,6 +22,19 @@ outcome (created, configured, deleted, deferred, failed, skipped, unchanged).
 - The journal (apply_journal) records the run and reports an interrupted
   earlier one; it never changes what this run does: the plan was made from
   the observed state, so what an interrupted run completed is not in it.
+- A runtime that cannot do an action yet raises Pending: the action is
+  deferred (not retried, not a failure). A runtime whose apply() returns a
+  note did nothing because nothing needed doing (a delete found the object
+  already gone): the action is unchanged, with the note as its message.
+- A runtime that stops taking requests raises Unavailable (its circuit
+  breaker opened): that action fails and every action not yet started is
+  skipped ("not attempted"), so the result says what was done and what not.
+- Concurrency: a runtime may set `concurrency` > 1 (Kubernetes); then the
+  actions of one ordering stage (plan/order.py's phase: namespaces, quotas,
+  each kind of pool change, ...) run up to that many at a time, stage after
+  stage, so every create still precedes the deletes that wait for it. A
+  hand-over (an in-place move) runs alone. Without it (the local runtime)
+  actions run one by one in plan order, as they always did.
 - execute() works on any Runtime; the audit history (LocalRuntime.record_apply)
   is the caller's business.
 """
@@ -29,8 +42,10 @@ outcome (created, configured, deleted, deferred, failed, skipped, unchanged).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -39,8 +54,9 @@ from typing import Any
 from reconciler.apply_journal import Journal, now
 from reconciler.backoff import Backoff
 from reconciler.errors import PlanRefused, ReconcilerError, RuntimeFault
+from reconciler.plan.order import phase
 from reconciler.plan.plans import Action, Change, Op, Plan
-from reconciler.runtimes.base import NotReady, Runtime
+from reconciler.runtimes.base import NotReady, Pending, Runtime, Unavailable
 from reconciler.states import LiveState, Quota, ResourceKind, WarmPool
 
 FIRST_DELAY = 0.2
@@ -130,33 +146,18 @@ def execute(plan: Plan, runtime: Runtime, *, wait_timeout: float = 300.0,
     started, deadline = now(), time.monotonic() + wait_timeout
     journal = Journal(journal_dir) if journal_dir is not None else None
     resumed = _resume(journal, plan)
-    entries: list[ChangeEntry] = []
-    failed: list[Action] = []
-    live = _LiveOnce(runtime)
-
-    def record(entry: ChangeEntry) -> None:
-        entries.append(entry)
-        if progress is not None:
-            progress(entry)
-
+    run = _Run(plan, runtime, deadline, max_attempts, notice, journal, progress)
+    workers = getattr(runtime, "concurrency", 1)
+    workers = workers if isinstance(workers, int) and workers > 1 else 1
     try:
-        for index, action in enumerate(plan.actions):
-            key = action_key(index, action)
-            blocker = _blocked_by(action, failed)
-            if blocker is not None:
-                entry = _entry(action, Outcome.SKIPPED,
-                               f"skipped: {blocker.kind} {blocker.id} failed")
-            else:
-                if journal:
-                    journal.started(key)
-                entry = _run_one(plan, action, runtime, deadline, max_attempts, notice, live)
-                if entry.outcome is Outcome.FAILED:
-                    failed.append(action)
-            if journal:
-                journal.finished(key, str(entry.outcome), entry.message)
-            record(entry)
+        if workers == 1:
+            for index, action in enumerate(plan.actions):
+                run.finish(index, action, run.attempt(index, action))
+        else:
+            for stage in _stages(plan.actions):
+                run.stage(stage, workers)
         warnings = tuple(journal.warnings) if journal else ()
-        result = ApplyResult(tuple(entries), plan.fingerprint, started, now(), resumed,
+        result = ApplyResult(tuple(run.entries), plan.fingerprint, started, now(), resumed,
                              warnings)
         if journal:
             journal.event("end", ok=result.ok, summary=result.counts)
@@ -164,6 +165,90 @@ def execute(plan: Plan, runtime: Runtime, *, wait_timeout: float = 300.0,
         if journal:
             journal.close()
     return result
+
+
+Indexed = list[tuple[int, Action]]
+
+
+def _stages(actions: tuple[Action, ...]) -> Iterator[Indexed]:
+    """Runs of consecutive actions of one ordering phase; a hand-over on its own."""
+    stage: Indexed = []
+    for index, action in enumerate(actions):
+        if stage and (_alone(action) or _alone(stage[-1][1]) or
+                      phase(action) != phase(stage[-1][1])):
+            yield stage
+            stage = []
+        stage.append((index, action))
+    if stage:
+        yield stage
+
+
+def _alone(action: Action) -> bool:
+    return action.op is Op.DELETE and bool(action.wait_for) and action.in_place
+
+
+class _Run:
+    """One execution: what failed, whether the runtime stopped, the entries so far."""
+
+    def __init__(self, plan: Plan, runtime: Runtime, deadline: float, max_attempts: int,
+                 notice: Callable[[str], None] | None, journal: Journal | None,
+                 progress: Callable[[ChangeEntry], None] | None) -> None:
+        self.plan, self.runtime, self.deadline = plan, runtime, deadline
+        self.max_attempts, self.notice = max_attempts, notice
+        self.journal, self.progress = journal, progress
+        self.live = _LiveOnce(runtime)
+        self.failed: list[Action] = []
+        self.entries: list[ChangeEntry] = []
+        self.stopped: str | None = None  # why the runtime stopped taking requests
+        self._lock = threading.Lock()
+
+    def attempt(self, index: int, action: Action) -> ChangeEntry:
+        """Run one action (any thread); its entry."""
+        blocker = _blocked_by(action, self.failed)
+        if blocker is not None:
+            return _entry(action, Outcome.SKIPPED, f"skipped: {blocker.kind} {blocker.id} failed")
+        if self.stopped is not None:
+            return _entry(action, Outcome.SKIPPED, f"not attempted: {self.stopped}")
+        if self.journal:
+            with self._lock:
+                self.journal.started(action_key(index, action))
+        try:
+            return _run_one(self.plan, action, self.runtime, self.deadline, self.max_attempts,
+                            self.notice, self.live)
+        except Unavailable as exc:
+            self.stopped = str(exc)
+            return _entry(action, Outcome.FAILED, str(exc))
+
+    def finish(self, index: int, action: Action, entry: ChangeEntry, *,
+               keep: bool = True) -> None:
+        """Record an action's entry (the main thread); `keep`: append it to the entries
+        now (a stage appends its entries in plan order at its end)."""
+        if entry.outcome is Outcome.FAILED:
+            self.failed.append(action)
+        if self.journal:
+            with self._lock:
+                self.journal.finished(action_key(index, action), str(entry.outcome),
+                                      entry.message)
+        if keep:
+            self.entries.append(entry)
+        if self.progress is not None:
+            self.progress(entry)
+
+    def stage(self, stage: Indexed, workers: int) -> None:
+        """The actions of one stage, up to `workers` at a time; entries in plan order."""
+        if len(stage) == 1:
+            index, action = stage[0]
+            self.finish(index, action, self.attempt(index, action))
+            return
+        done: dict[int, ChangeEntry] = {}
+        with ThreadPoolExecutor(max_workers=min(workers, len(stage))) as pool:
+            futures = {pool.submit(self.attempt, index, action): (index, action)
+                       for index, action in stage}
+            for future in as_completed(futures):
+                index, action = futures[future]
+                done[index] = future.result()
+                self.finish(index, action, done[index], keep=False)
+        self.entries += [done[index] for index, _ in stage]
 
 
 def _resume(journal: Journal | None, plan: Plan) -> str | None:
@@ -185,10 +270,12 @@ class _LiveOnce:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._live: LiveState | None = None
+        self._lock = threading.Lock()
 
     def replicas(self, pool_id: str) -> int | None:
-        if self._live is None:
-            self._live = self.runtime.observe()
+        with self._lock:
+            if self._live is None:
+                self._live = self.runtime.observe()
         pool = self._live.pool(pool_id)
         return pool.replicas if pool is not None else None
 
@@ -209,6 +296,8 @@ def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
         except NotReady as exc:
             return _entry(action, Outcome.DEFERRED, f"delete deferred: {exc}",
                           seconds=time.monotonic() - began)
+        except Unavailable:
+            raise
         except ReconcilerError as exc:
             return _entry(action, Outcome.FAILED, str(exc), seconds=time.monotonic() - began)
     return _apply_and_report(runtime, action, max_attempts, began,
@@ -217,11 +306,16 @@ def _run_one(plan: Plan, action: Action, runtime: Runtime, deadline: float,
 
 def _apply_and_report(runtime: Runtime, action: Action, max_attempts: int, began: float,
                       outcome: Outcome, message: str) -> ChangeEntry:
-    """Apply with retries; the entry: `outcome` with `message`, or failed with the error."""
-    attempts, error = _apply_with_retries(runtime, action, max_attempts)
+    """Apply with retries; the entry: `outcome` with `message`, failed with the error,
+    deferred (Pending), or unchanged with the runtime's note."""
+    attempts, error, note = _apply_with_retries(runtime, action, max_attempts)
     seconds = time.monotonic() - began
+    if isinstance(error, Pending):
+        return _entry(action, Outcome.DEFERRED, str(error), attempts, seconds)
     if error is not None:
         return _entry(action, Outcome.FAILED, str(error), attempts, seconds)
+    if note:
+        return _entry(action, Outcome.UNCHANGED, note, attempts, seconds)
     return _entry(action, outcome, message, attempts, seconds)
 
 
@@ -247,6 +341,8 @@ def _handover(plan: Plan, action: Action, runtime: Runtime, deadline: float,
                       f"delete deferred after handing over {handed} of {old.replicas + handed} "
                       f"replicas ({old.replicas} left in the old pool): {exc}",
                       seconds=time.monotonic() - began)
+    except Unavailable:
+        raise
     except ReconcilerError as exc:
         return _entry(action, Outcome.FAILED, str(exc), seconds=time.monotonic() - began)
     return _apply_and_report(runtime, action, max_attempts, began, Outcome.DELETED,
@@ -261,26 +357,30 @@ def _scale_down_one(runtime: Runtime, move: Action, pool: WarmPool,
                    reason=f"handing over to {move.wait_for}",
                    changes=(Change("replicas", pool.replicas, smaller.replicas),),
                    in_place=True)
-    _, error = _apply_with_retries(runtime, scale, max_attempts)
+    _, error, _ = _apply_with_retries(runtime, scale, max_attempts)
     if error is not None:
         raise error
     return smaller
 
 
-def _apply_with_retries(runtime: Runtime, action: Action,
-                        max_attempts: int) -> tuple[int, ReconcilerError | None]:
+def _apply_with_retries(runtime: Runtime, action: Action, max_attempts: int
+                        ) -> tuple[int, ReconcilerError | None, str | None]:
+    """(attempts, the error that ended them or None, the runtime's note). Unavailable is
+    raised: the run stops."""
     delays = Backoff(FIRST_DELAY, MAX_DELAY)
     for attempt in range(1, max(max_attempts, 1) + 1):
         try:
-            runtime.apply(action)
-            return attempt, None
+            note = runtime.apply(action)
+            return attempt, None, note if isinstance(note, str) else None
+        except Unavailable:
+            raise
         except RuntimeFault as exc:
             if not exc.retryable or attempt >= max_attempts:
-                return attempt, exc
+                return attempt, exc, None
         except ReconcilerError as exc:
-            return attempt, exc
+            return attempt, exc, None
         time.sleep(delays.next())
-    return max_attempts, None  # pragma: no cover - the loop always returns
+    return max_attempts, None, None  # pragma: no cover - the loop always returns
 
 
 def _desired_replicas(plan: Plan, live: _LiveOnce, pool_id: str) -> int:

@@ -8,6 +8,7 @@ the file system.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,21 @@ def plan_config(
 
 def kubernetes_options(settings: KubernetesSettings) -> dict[str, Any]:
     """Settings.kubernetes as recorded in a plan file's options (the config's spelling)."""
-    return {"namespacePrefix": settings.namespace_prefix,
-            "gpuNodeSelector": dict(settings.gpu_node_selector),
-            "gpuTolerations": [dict(t) for t in settings.gpu_tolerations]}
+    options: dict[str, Any] = {"namespacePrefix": settings.namespace_prefix,
+                               "gpuNodeSelector": dict(settings.gpu_node_selector),
+                               "gpuTolerations": [dict(t) for t in settings.gpu_tolerations]}
+    if settings.instance is not None:
+        options["instance"] = settings.instance
+    if settings.data_volume is not None:
+        options["dataVolume"] = json.loads(json.dumps(settings.data_volume, default=_plain))
+    return options
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the read-only mappings and tuples of a Settings value."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def kubernetes_settings(options: Mapping[str, Any]) -> KubernetesSettings | None:
@@ -100,13 +113,17 @@ def kubernetes_settings(options: Mapping[str, Any]) -> KubernetesSettings | None
     prefix = data.get("namespacePrefix")
     selector = data.get("gpuNodeSelector") or {}
     tolerations = data.get("gpuTolerations") or []
+    instance = data.get("instance")
+    volume = data.get("dataVolume")
     if not isinstance(prefix, str) or not isinstance(selector, dict) or \
             not isinstance(tolerations, list) or \
-            not all(isinstance(t, dict) for t in tolerations):
+            not all(isinstance(t, dict) for t in tolerations) or \
+            not isinstance(instance, str | None) or not isinstance(volume, dict | None):
         return None
     return KubernetesSettings(namespace_prefix=prefix,
                               gpu_node_selector={str(k): str(v) for k, v in selector.items()},
-                              gpu_tolerations=tuple(dict(t) for t in tolerations))
+                              gpu_tolerations=tuple(dict(t) for t in tolerations),
+                              instance=instance, data_volume=volume)
 
 
 def load_plan_file(path: Path, *, state_dir: Path | None = None) -> Plan:

@@ -90,6 +90,10 @@ class WarmPool:
     # one that is not warm by then. Left out of to_json() at its default, so plans and
     # stored specs written before it existed read the same.
     warmup_timeout: float = DEFAULT_WARMUP_TIMEOUT
+    # Live pools only: what the runtime found changed by hand in fields the pool does not
+    # model (e.g. a Deployment's strategy or probes), described; "" when nothing is. A
+    # desired pool has "", so such drift is an `update` that writes the pool again.
+    drift: str = ""
 
     @property
     def algorithm(self) -> str:
@@ -104,6 +108,8 @@ class WarmPool:
             del data["code_digest"]  # plans, stores and annotations from before it stay equal
         if self.warmup_timeout == DEFAULT_WARMUP_TIMEOUT:
             del data["warmup_timeout"]
+        if not self.drift:
+            del data["drift"]  # only live pools have it: plans and annotations stay as before
         return data
 
     @classmethod
@@ -120,7 +126,7 @@ _WARM_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(WarmPool))
 SCALE_FIELDS = ("replicas",)
 RELOAD_FIELDS = ("model_path", "model_digest", "code_digest")
 UPDATE_FIELDS = ("processor", "cpu", "memory", "gpu", "image", "entrypoint", "scheduling",
-                 "warmup_timeout")
+                 "warmup_timeout", "drift")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +169,9 @@ class LiveState:
     pools: tuple[WarmPool, ...] = ()
     status: Mapping[str, PoolStatus] = field(default_factory=lambda: MappingProxyType({}))
     revision: str = "0"
+    # What the runtime saw that a plan should mention (e.g. another writer of fields the
+    # reconciler sets); each becomes a warning of the plan.
+    warnings: tuple[str, ...] = ()
 
     def pool(self, pool_id_: str) -> WarmPool | None:
         return next((p for p in self.pools if p.id == pool_id_), None)

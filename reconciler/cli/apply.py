@@ -266,7 +266,12 @@ def print_result(result: ApplyResult) -> None:
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts.items() if n)
     head = "Apply complete" if result.ok else "Apply finished with failures"
     click.echo(f"\n{head}: {counts or 'nothing to do'}.")
-    if result.deferred:
-        click.echo(f"warning: {len(result.deferred)} delete(s) deferred: the old pool keeps "
+    deletes = [e for e in result.deferred if e.op == "delete"]
+    if deletes:
+        click.echo(f"warning: {len(deletes)} delete(s) deferred: the old pool keeps "
                    "serving until the new one is ready; the next apply or daemon pass "
                    "completes it.", err=True)
+    if len(deletes) < len(result.deferred):
+        click.echo(f"warning: {len(result.deferred) - len(deletes)} action(s) deferred (see "
+                   "above): they could not be done yet; the next apply or daemon pass does "
+                   "them.", err=True)

@@ -144,7 +144,8 @@ def command(repo: str, branch: str, subdir: str, interval: float, resync: float,
         data_root=data_root.resolve() if data_root else None,
         code_root=code_root.resolve() if code_root else None,
         wait_timeout=wait_timeout,
-        allow_mass_delete=allow_mass_delete, allow_reduced_capacity=allow_reduced_capacity)
+        allow_mass_delete=allow_mass_delete, allow_reduced_capacity=allow_reduced_capacity,
+        watch=None if once else _positive(resync, "--resync"))
     options = DaemonOptions(
         repo=repo, branch=branch, path=subdir, interval=_positive(interval, "--interval"),
         resync=_positive(resync, "--resync"), backoff_max=_positive(backoff_max, "--backoff-max"),

@@ -65,6 +65,27 @@ def apply_runtime_options(func: F) -> F:
              "made for]."))
 
 
+def instance_option(func: F) -> F:
+    """--instance: which reconciler instance's objects a command without a config reads
+    on Kubernetes (Settings.kubernetes.instance, else its namespacePrefix)."""
+    return click.option(
+        "--instance", default=None, envvar="RECONCILER_INSTANCE", metavar="NAME",
+        help="Kubernetes: the reconciler instance to show, as the config names it "
+             "(Settings.kubernetes.instance, else its namespacePrefix) [env "
+             "RECONCILER_INSTANCE; default: acct-, the default namespacePrefix].")(func)
+
+
+def instance_settings(instance: str | None) -> Any:
+    """Settings to read (not write) the objects of Kubernetes instance `instance`, wherever
+    its namespaces are (None: the defaults)."""
+    from reconciler.config.model import KubernetesSettings, Settings
+
+    if instance is None:
+        return None
+    # "*" is no namespacePrefix: the runtime reads the pools where they are
+    return Settings(kubernetes=KubernetesSettings(instance=instance, namespace_prefix="*"))
+
+
 def code_root_option(func: F) -> F:
     """--code-root: where entrypoint modules are (local runtime; validate checks them)."""
     return click.option("--code-root", type=click.Path(file_okay=False, path_type=Path),

@@ -24,6 +24,7 @@ NO_AGENT = "replicas pending: no agent running; start `reconciler daemon`"
 
 @click.command("status")
 @options.runtime_options
+@options.instance_option
 @click.option("-o", "--output", "output", type=click.Choice(["text", "wide", "json", "yaml"]),
               default=None, help="text (default), wide (more columns), json or yaml.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None,
@@ -35,7 +36,8 @@ NO_AGENT = "replicas pending: no agent running; start `reconciler daemon`"
               help=f"Also show the last {EVENTS} events of the local agent (replicas started, "
                    "ready, failed, stopped).")
 def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
-            kube_context: str | None, output: str | None, fmt: str | None,
+            kube_context: str | None, instance: str | None, output: str | None,
+            fmt: str | None,
             caller: str | None, algorithm: str | None, events: bool) -> None:
     """Show the warm pools on the runtime: wanted and ready replicas, model
     digest, errors, and each ready replica (its pid on the local runtime, its
@@ -57,7 +59,8 @@ def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
         raise ReconcilerError(f"--state {state}: no such state directory (nothing was "
                               f"ever applied with it); check the path or RECONCILER_STATE")
     target = open_runtime(runtime, state_dir=state,
-                          kubeconfig=kubeconfig, context=kube_context)
+                          kubeconfig=kubeconfig, context=kube_context,
+                          settings=options.instance_settings(instance))
     try:
         live = target.observe()
         report = target.report() if hasattr(target, "report") else {}

@@ -22,6 +22,7 @@ from reconciler.cli.durations import Duration
 
 @click.command("wait")
 @options.runtime_options
+@options.instance_option
 @click.option("--ready", is_flag=True, required=True,
               help="Wait until every warm pool has its reserved replicas ready (required: the "
                    "only condition for now).")
@@ -34,7 +35,8 @@ from reconciler.cli.durations import Duration
               help="Only the pools of this algorithm.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
 def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
-            kube_context: str | None, ready: bool, timeout: float, interval: float,
+            kube_context: str | None, instance: str | None, ready: bool, timeout: float,
+            interval: float,
             caller: str | None, algorithm: str | None, quiet: bool) -> None:
     """Wait until every warm pool is ready: exit 0 once each has its reserved
     replicas warm (and, on the local runtime, the agent runs); exit 1 after
@@ -46,7 +48,8 @@ def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
     if interval <= 0:
         raise click.BadParameter("must be greater than 0", param_hint="--interval")
     target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
-                          kubeconfig=kubeconfig, context=kube_context)
+                          kubeconfig=kubeconfig, context=kube_context,
+                          settings=options.instance_settings(instance))
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -171,10 +171,23 @@ _SAFETY: Fields = {"maxDeletions": ("max_deletions", _int),
 _NODE: Fields = {"name": ("name", str), "processor": ("processor", Processor),
                  "cpu": ("cpu", quantity), "memory": ("memory", quantity),
                  "gpu": ("gpu", _int), "pods": ("pods", _int)}
+
+
+def _frozen(value: Any) -> Any:
+    """A read-only copy of a JSON value (mappings become MappingProxyType, lists tuples)."""
+    if isinstance(value, dict):
+        return MappingProxyType({str(k): _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 _KUBERNETES: Fields = {
     "namespacePrefix": ("namespace_prefix", str),
     "gpuNodeSelector": ("gpu_node_selector", lambda m: MappingProxyType(dict(m))),
     "gpuTolerations": ("gpu_tolerations", lambda ts: tuple(_toleration(t) for t in ts)),
+    "instance": ("instance", str),
+    "dataVolume": ("data_volume", _frozen),
 }
 
 

@@ -148,7 +148,8 @@ def _bound(op: Callable[[Any, Any], bool]) -> Callable[[Any, dict[str, Any]], tu
     return build
 
 
-def _length(op: Callable[[int, int], bool], kind: type[str] | type[list[Any]]) -> Any:
+def _length(op: Callable[[int, int], bool],
+            kind: type[str] | type[list[Any]] | type[dict[str, Any]]) -> Any:
     def build(limit: int, _: dict[str, Any]) -> tuple[Check, bool]:
         def check(x: Any) -> bool:
             return not isinstance(x, kind) or op(len(x), limit)
@@ -241,6 +242,8 @@ _KEYWORDS: dict[str, Callable[[Any, dict[str, Any]], tuple[Check, bool]]] = {
     "exclusiveMinimum": _bound(lambda x, n: x > n), "exclusiveMaximum": _bound(lambda x, n: x < n),
     "minLength": _length(lambda n, m: n >= m, str), "maxLength": _length(lambda n, m: n <= m, str),
     "minItems": _length(lambda n, m: n >= m, list), "maxItems": _length(lambda n, m: n <= m, list),
+    "minProperties": _length(lambda n, m: n >= m, dict),
+    "maxProperties": _length(lambda n, m: n <= m, dict),
     "required": _required, "dependentRequired": _dependent_required, "items": _items,
     "uniqueItems": _unique, "allOf": _all_of, "anyOf": _any_of, "not": _not, "if": _if,
 }

@@ -221,6 +221,8 @@ class KubernetesSettings:
     namespace_prefix: str = "acct-"
     gpu_node_selector: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     gpu_tolerations: tuple[Mapping[str, Any], ...] = ()
+    instance: str | None = None  # None: the namespace_prefix
+    data_volume: Mapping[str, Any] | None = None  # a pod volume source, mounted at /data
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.model import Config
+from reconciler.config.model import Config, Settings
 from reconciler.daemon.incremental import Incremental, Loaded
 from reconciler.daemon.state import (
     APPLIED,
@@ -56,6 +56,7 @@ class PassSettings:
     allow_mass_delete: bool = False
     allow_reduced_capacity: bool = False
     lock_timeout: float = 10.0
+    watch: float | None = None  # Kubernetes: watch caches relisted this often (the resync)
 
 
 def pools_summary(live: LiveState) -> dict[str, Any]:
@@ -78,6 +79,10 @@ def _log_entry(entry: Any) -> None:
             f" ({entry.message})" if entry.message else "")
 
 
+def _kubernetes(settings: Settings | None) -> object:
+    return settings.kubernetes if settings is not None else None
+
+
 class PipelinePass:
     """The `reconcile` callable the loop runs: Snapshot -> Outcome."""
 
@@ -89,6 +94,8 @@ class PipelinePass:
         self.gate = gate
         self._probe: FullRuntime | None = None  # observe()'s runtime, kept open
         self._probe_lock = threading.Lock()
+        self._settings: Settings | None = None  # the last pass's (they name the instance)
+        self._probe_settings: Settings | None = None
         # Told what each pass planned (pipeline.Planned), for the dashboard; it only keeps
         # references, so a pass pays nothing for it.
         self.on_planned: Callable[[Any], None] | None = None
@@ -127,6 +134,7 @@ class PipelinePass:
         full, self._full = self._full, False
         loaded = self._incremental.load(config_dir, snapshot.commit, full=full)
         self._settle = loaded.how in ("full", "files")
+        self._settings = loaded.config.settings
         log.info("config loaded (%s)", loaded.how, extra={"load": loaded.how})
         closed = self.gate() if self.gate is not None else None
         if closed:
@@ -205,27 +213,34 @@ class PipelinePass:
         return open_runtime(s.runtime, state_dir=s.state_dir, settings=config.settings,
                             config_dir=config_dir, data_root=s.data_root, code_root=s.code_root,
                             kubeconfig=s.kubeconfig, context=s.context, gate=self.gate,
-                            config=config)
+                            config=config, watch=s.watch)
 
     def observe(self) -> LiveState:
         """A read of the runtime outside any pass (the pools on /status and the gauges).
         The runtime is opened once and kept (on Kubernetes: one client, not one per read);
         HTTP threads take turns."""
-        s = self.settings
         with self._probe_lock:
-            if self._probe is None:
-                self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
-                                           kubeconfig=s.kubeconfig, context=s.context)
-            return self._probe.observe()
+            return self._probe_runtime().observe()
 
     def report(self) -> dict[str, Any]:
         """The runtime's report (nodes; the local agent) outside any pass, for the dashboard."""
-        s = self.settings
         with self._probe_lock:
-            if self._probe is None:
-                self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
-                                           kubeconfig=s.kubeconfig, context=s.context)
-            return self._probe.report()
+            return self._probe_runtime().report()
+
+    def _probe_runtime(self) -> FullRuntime:
+        """The probe's runtime, opened with the last pass's Settings (on Kubernetes they
+        name the instance) and reopened when they change; the caller holds the lock."""
+        s = self.settings
+        if self._probe is not None and _kubernetes(self._probe_settings) != \
+                _kubernetes(self._settings):
+            self._probe.close()  # a new config may name another instance
+            self._probe = None
+        if self._probe is None:
+            self._probe_settings = self._settings
+            self._probe = open_runtime(s.runtime, state_dir=s.state_dir,
+                                       settings=self._settings, kubeconfig=s.kubeconfig,
+                                       context=s.context, watch=s.watch)
+        return self._probe
 
     def close(self) -> None:
         """Close the probe's runtime (at shutdown)."""

@@ -25,7 +25,8 @@ from reconciler.errors import StalePlan
 from reconciler.plan.plans import Plan, Resource
 from reconciler.states import DesiredState, LiveState, Quota, ResourceKind, Tenant, WarmPool
 
-_POOL_FIELDS = tuple(f.name for f in fields(WarmPool) if f.name != "code_digest")
+# not fingerprinted: code_digest (digests of local code), drift (live pools only)
+_POOL_FIELDS = tuple(f.name for f in fields(WarmPool) if f.name not in ("code_digest", "drift"))
 _QUOTA_FIELDS = tuple(f.name for f in fields(Quota))
 _TENANT_FIELDS = tuple(f.name for f in fields(Tenant))
 _ROW = attrgetter(*_POOL_FIELDS)

@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from reconciler.config.model import Safety
+from reconciler.errors import Diagnostic, Severity
 from reconciler.plan import diff, order
 from reconciler.plan.capacity import Totals, check_capacity, quota_errors, totals
 from reconciler.plan.fingerprint import RowCache, check_fresh, fingerprint
@@ -69,6 +70,7 @@ def make_plan(
                             allow_reduced_capacity=allow_reduced_capacity, sums=sums)
     errors += report.errors
     warnings = list(report.warnings)
+    warnings += [Diagnostic(text, severity=Severity.WARNING) for text in live.warnings]
     if report.in_place:
         actions = tuple(_in_place(a, report.in_place) for a in actions)
     safety_errors, safety_warnings = check_safety(desired, live, actions, safety or Safety(),

@@ -28,7 +28,8 @@ def open_runtime(name: Literal["local"], *, state_dir: Path, settings: Settings 
                  config_dir: Path | None = None, data_root: Path | None = None,
                  code_root: Path | None = None, kubeconfig: Path | None = None,
                  context: str | None = None, gate: Gate | None = None,
-                 config: Config | None = None) -> LocalRuntime: ...
+                 config: Config | None = None,
+                 watch: float | None = None) -> LocalRuntime: ...
 
 
 @overload
@@ -36,7 +37,8 @@ def open_runtime(name: str, *, state_dir: Path, settings: Settings | None = None
                  config_dir: Path | None = None, data_root: Path | None = None,
                  code_root: Path | None = None, kubeconfig: Path | None = None,
                  context: str | None = None, gate: Gate | None = None,
-                 config: Config | None = None) -> FullRuntime: ...
+                 config: Config | None = None,
+                 watch: float | None = None) -> FullRuntime: ...
 
 
 def open_runtime(
@@ -51,6 +53,7 @@ def open_runtime(
     context: str | None = None,
     gate: Gate | None = None,
     config: Config | None = None,
+    watch: float | None = None,
 ) -> FullRuntime:
     """Open a runtime. Imports lazily, so the local runtime never loads the Kubernetes client.
 
@@ -63,6 +66,9 @@ def open_runtime(
       has one writer per state directory (STATE/apply.lock) and takes no gate.
     - `config`: the config these writes come from (local: its versions are recorded, so
       `invoke` routes without loading it; see runtimes/local/catalog.py).
+    - `watch` (seconds, Kubernetes only; the daemon): read from informer caches that
+      watch the cluster and are relisted this often, shared by the runtimes this process
+      opens, so a pass that changes nothing asks the API server nothing.
     """
     from reconciler.config.model import Settings
 
@@ -78,7 +84,7 @@ def open_runtime(
         from reconciler.runtimes.kubernetes.runtime import KubernetesRuntime
 
         return KubernetesRuntime(settings or Settings(), kubeconfig=kubeconfig, context=context,
-                                 gate=gate)
+                                 gate=gate, watch=watch)
     raise ReconcilerError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
 
 

@@ -14,10 +14,12 @@ __all__ = [
     "LiveState",
     "Node",
     "NotReady",
+    "Pending",
     "PoolStatus",
     "ReplicaStatus",
     "Runtime",
     "RuntimeFault",
+    "Unavailable",
 ]
 
 
@@ -26,6 +28,23 @@ class NotReady(RuntimeFault):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=True)
+
+
+class Pending(RuntimeFault):
+    """apply() could not do the action yet and did nothing (e.g. its namespace is still
+    being deleted): the executor reports it deferred, without retrying; a later pass
+    does it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class Unavailable(RuntimeFault):
+    """The runtime stopped taking requests (a circuit breaker opened after too many
+    failures in a row): the executor stops, and reports what it did and did not do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 @runtime_checkable
@@ -40,8 +59,14 @@ class Runtime(Protocol):
         """Allocatable cpu, memory, gpu and pods per node."""
         ...
 
-    def apply(self, action: Action) -> None:
-        """Carry out one action. Idempotent. Raises RuntimeFault (retryable or not)."""
+    def apply(self, action: Action) -> str | None:
+        """Carry out one action. Idempotent. Raises RuntimeFault (retryable or not),
+        Pending when it cannot happen yet. Returns None when it did what the action says,
+        or a note when nothing needed doing (e.g. "already gone": a delete found nothing
+        to delete), which the executor reports as unchanged.
+
+        A runtime may set `concurrency` (an int, default 1): how many actions of one
+        ordering stage the executor may run at once on it (runtimes/local runs one)."""
         ...
 
     def wait_ready(self, pool_id: str, replicas: int, timeout: float) -> None:

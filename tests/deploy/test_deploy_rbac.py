@@ -56,13 +56,14 @@ omitStages: [RequestReceived]
 rules:
   - level: Metadata
 """
-# Grants the scenario does not reach yet: the daemon's watches and the PodDisruptionBudgets
-# come with the Kubernetes runtime's next round; once they are there, they are used.
+# Grants the scenario does not reach: the daemon's watches (its --once pass lists), and the
+# reads of one object, which writes make only when a precondition fails (someone else made
+# or replaced the object meanwhile) and wait_ready makes for a version move.
 NOT_EXERCISED = {
     *{("", r, "watch") for r in ("namespaces", "resourcequotas", "pods", "nodes")},
-    ("apps", "deployments", "watch"),
-    *{("policy", "poddisruptionbudgets", v)
-      for v in ("get", "list", "watch", "create", "patch", "delete")},
+    ("apps", "deployments", "watch"), ("policy", "poddisruptionbudgets", "watch"),
+    ("", "resourcequotas", "get"), ("apps", "deployments", "get"),
+    ("policy", "poddisruptionbudgets", "get"),
 }
 
 

@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from audit import Audit  # noqa: E402
 from envtest import Envtest, EnvtestError, find_assets  # noqa: E402
 from kubekit import make_node  # noqa: E402
 
@@ -29,6 +30,14 @@ from reconciler.runtimes.kubernetes.client import Api, connect  # noqa: E402
 from reconciler.runtimes.kubernetes.runtime import KubernetesRuntime  # noqa: E402
 
 _counter = itertools.count(1)
+TEST_AGENT = "reconciler-tests"  # the tests' own requests: not counted as the reconciler's
+
+
+def test_api(kubeconfig: Path) -> Api:
+    """A client for the tests' own requests (set-up, checks, playing controllers)."""
+    client = connect(kubeconfig)
+    client.user_agent = TEST_AGENT
+    return Api(client)
 
 NODES = {  # name -> (allocatable, labels)
     "cpu-node-1": ({"cpu": "8", "memory": "16Gi", "pods": "110"}, {}),
@@ -49,12 +58,15 @@ def envtest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envtest]:
     except EnvtestError as exc:
         pytest.fail(f"envtest did not start:\n{exc}", pytrace=False)
     try:
-        api = Api(connect(server.kubeconfig))
+        api = test_api(server.kubeconfig)
         for name, (allocatable, labels) in NODES.items():
             make_node(api, name, allocatable, labels)
         api.close()
         yield server
     finally:
+        from reconciler.runtimes.kubernetes import watches
+
+        watches.stop_all()
         server.cleanup()
 
 
@@ -65,9 +77,14 @@ def kubeconfig(envtest: Envtest) -> Path:
 
 @pytest.fixture
 def api(envtest: Envtest) -> Iterator[Api]:
-    client = Api(connect(envtest.kubeconfig))
+    client = test_api(envtest.kubeconfig)
     yield client
     client.close()
+
+
+@pytest.fixture
+def audit(envtest: Envtest, api: Api) -> Audit:
+    return Audit(envtest.audit_log, api)
 
 
 @pytest.fixture
@@ -75,7 +92,7 @@ def prefix(api: Api) -> Iterator[str]:
     """A namespace prefix of this test's own; its managed namespaces are deleted after."""
     value = f"t{next(_counter)}-"
     yield value
-    listed = api.get("/api/v1/namespaces", labelSelector=m.SELECTOR)["items"]
+    listed = api.list("/api/v1/namespaces", labels=m.SELECTOR, metadata_only=True).items
     for namespace in listed:
         meta = namespace["metadata"]
         if meta["name"].startswith(value) and not meta.get("deletionTimestamp"):

@@ -9,6 +9,9 @@ key for service accounts, and the kubeconfig skips TLS verification.
 Ports come from binding port 0 and are handed to the processes, so another
 process may take one in between: start-up is retried a few times with fresh
 ports. Each process runs in its own process group, killed on stop().
+
+The API server writes an audit log (one JSON event per request, level
+Metadata): tests count requests from it (audit.py), never by patching the client.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BINARIES = ("etcd", "kube-apiserver")
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+"""
 START_DEADLINE = 60.0  # seconds: CI has two cores and other tests running
 ATTEMPTS = 3
 
@@ -76,6 +85,7 @@ class Envtest:
 
     def __post_init__(self) -> None:
         self.kubeconfig = self.workdir / "kubeconfig"
+        self.audit_log = self.workdir / "audit.log"
 
     @property
     def host(self) -> str:
@@ -86,6 +96,7 @@ class Envtest:
         self.workdir.mkdir(parents=True, exist_ok=True)
         _rsa_key(self.workdir / "sa.key")
         (self.workdir / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
+        (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         errors = []
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -123,7 +134,10 @@ class Envtest:
             "--service-account-signing-key-file", str(key),
             "--service-cluster-ip-range", "10.0.0.0/24",
             "--disable-admission-plugins", "ServiceAccount",
-            "--allow-privileged=true", *self.extra_args,
+            "--allow-privileged=true",
+            "--audit-policy-file", str(self.workdir / "audit-policy.yaml"),
+            "--audit-log-path", str(self.audit_log), "--audit-log-mode", "blocking",
+            "--audit-log-maxsize", "0", *self.extra_args,
         ])
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:
@@ -183,7 +197,12 @@ class Envtest:
         self._procs.clear()
 
     def cleanup(self) -> None:
+        """Stop, and remove the working directory; $ENVTEST_KEEP_AUDIT names a file to keep
+        the audit log in (e.g. to list the requests a whole test session made)."""
         self.stop()
+        keep = os.environ.get("ENVTEST_KEEP_AUDIT")
+        if keep and self.audit_log.exists():
+            shutil.copyfile(self.audit_log, keep)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -124,12 +124,21 @@ def reconciler(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
                           text=True, input="", timeout=timeout, env=ENV)
 
 
+NOT_READY = "node.kubernetes.io/not-ready"
+READY = [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+
+
 def make_node(api: Api, name: str, allocatable: dict[str, str], labels: dict[str, str],
-              **status: Any) -> None:
-    """A Node object with allocatable capacity (set through /status, as a kubelet would)."""
+              taints: list[dict[str, str]] | None = None, **status: Any) -> None:
+    """A Node object with allocatable capacity, as a kubelet and the node lifecycle
+    controller would leave it: status (allocatable, Ready unless `conditions` say
+    otherwise) through /status, and the not-ready taint that this API server's admission
+    puts on every new Node replaced by `taints` (default: none)."""
     api.request("POST", "/api/v1/nodes", body={
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}})
     api.request("PATCH", f"/api/v1/nodes/{name}/status",
                 content_type="application/merge-patch+json",
                 body={"status": {"capacity": allocatable, "allocatable": allocatable,
-                                 **status}})
+                                 "conditions": READY, **status}})
+    api.request("PATCH", f"/api/v1/nodes/{name}", content_type="application/merge-patch+json",
+                body={"spec": {"taints": taints or None}})

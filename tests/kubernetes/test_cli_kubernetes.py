@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,8 @@ def test_plan_apply_plan_status(tmp_path: Path, prefix: str, kubeconfig: Path,
     alice = next(a for a in data["actions"] if a["kind"] == "WarmPool"
                  and a["caller"] == "alice")
     set_deployment_status(api, f"{prefix}alice", m.deployment_name(alice["id"]), ready=2)
-    status = reconciler("status", *common, "--format", "json", "--caller", "alice")
+    status = reconciler("status", *common, "--instance", prefix, "--format", "json",
+                        "--caller", "alice")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     pools = {p["id"]: p for p in report["pools"]}
@@ -83,7 +85,8 @@ def test_status_text_shows_pods_and_no_local_agent(tmp_path: Path, prefix: str,
     set_deployment_status(api, f"{prefix}alice", m.deployment_name(pool.id), ready=1)
 
     result = reconciler("status", "--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
-                        "--state", str(tmp_path / "state"), "--caller", "alice")
+                        "--state", str(tmp_path / "state"), "--instance", prefix,
+                        "--caller", "alice")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "PODS" in lines[0].split() and "PIDS" not in lines[0].split()
@@ -94,7 +97,7 @@ def test_status_text_shows_pods_and_no_local_agent(tmp_path: Path, prefix: str,
     # bob's pool has no ready pod: status fails, and never for want of an agent (a cluster
     # has kubelets, not ours)
     short = reconciler("status", "--runtime", "kubernetes", "--kubeconfig", str(kubeconfig),
-                       "--state", str(tmp_path / "state"))
+                       "--state", str(tmp_path / "state"), "--instance", prefix)
     assert short.returncode == 1 and "is below its reservation" in short.stderr
     assert "agent" not in short.stderr
 
@@ -127,3 +130,25 @@ def test_a_plan_file_keeps_its_namespaces_when_the_config_is_gone(
     assert local.returncode == 1 and "Traceback" not in local.stderr
     assert (f"plan file {plan_file} was made for the kubernetes runtime, not local: leave out "
             "--runtime") in local.stderr
+
+
+def test_kubectl_apply_of_render_works_on_its_first_run(tmp_path: Path, prefix: str,
+                                                         kubeconfig: Path, api: Api,
+                                                         runtime: KubernetesRuntime) -> None:
+    """Each directory's namespace file sorts first, so `kubectl apply -R` makes the
+    namespace before what lives in it; what it makes is what the runtime would make."""
+    kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
+    if not Path(kubectl).exists():
+        pytest.skip("kubectl is not installed")
+    root = write_config(tmp_path / "repo", prefix)
+    out = tmp_path / "deploy"
+    rendered = reconciler("render", str(root), "--out", str(out), "--pdb-api",
+                          runtime.pdb_version)
+    assert rendered.returncode == 0, rendered.stderr
+    done = subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "apply", "--server-side",
+                           "-R", "-f", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert api.get(f"/api/v1/namespaces/{prefix}alice/resourcequotas/{m.QUOTA_NAME}")
+    plan = plan_for(root, runtime)  # kubectl's objects are the reconciler's own: no changes
+    assert plan.empty, [(a.op, a.id, [(c.path, c.before) for c in a.changes])
+                        for a in plan.actions]

@@ -7,10 +7,13 @@ the envtest server's version (which accepts them too: see the runtime tests).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import kubernetes_validate
 import pytest
@@ -19,6 +22,7 @@ from kubekit import desired_of, reconciler, write_config
 
 from reconciler.config.model import KubernetesSettings
 from reconciler.desired import scheduling_json
+from reconciler.runtimes.kubernetes import drift, readback
 from reconciler.runtimes.kubernetes import manifests as m
 from reconciler.states import Quota, Tenant, WarmPool, pool_id
 
@@ -49,18 +53,46 @@ def validate(obj: dict) -> None:
 
 def test_every_kind_is_valid_against_the_schemas() -> None:
     gpu_pool = make_pool(name="vision", processor="gpu", gpu=2, scheduling=GPU_SCHEDULING)
+    with_data = dataclasses.replace(SETTINGS, data_volume=MappingProxyType(
+        {"persistentVolumeClaim": MappingProxyType({"claimName": "models"})}))
     for obj in (m.namespace_manifest("alice", SETTINGS, Tenant("alice")),
                 m.namespace_manifest("acme", SETTINGS),
                 m.quota_manifest(Quota("alice", 5, 2, "lim"), SETTINGS),
                 m.deployment_manifest(make_pool(), SETTINGS),
-                m.deployment_manifest(gpu_pool, SETTINGS, in_place=True)):
+                m.deployment_manifest(make_pool(), with_data),
+                m.deployment_manifest(gpu_pool, SETTINGS, in_place=True),
+                m.pdb_manifest(make_pool(), SETTINGS)):
         validate(obj)
+        assert obj["metadata"]["labels"][m.INSTANCE_LABEL] == m.instance_label(SETTINGS)
     rolling = m.deployment_manifest(gpu_pool, SETTINGS, in_place=True)["spec"]["strategy"]
     assert rolling["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}  # no room to surge
     spec = m.deployment_manifest(gpu_pool, SETTINGS)["spec"]["template"]["spec"]
     assert spec["containers"][0]["resources"]["limits"][m.GPU] == "2"
     assert spec["nodeSelector"] == {"accelerator": "nvidia"}
-    assert spec["tolerations"] == [dict(SETTINGS.gpu_tolerations[0])]
+    assert spec["tolerations"] == [dict(SETTINGS.gpu_tolerations[0])]  # covers the default
+
+
+def test_the_engine_container_runs_the_worker_with_its_settings_and_the_data_volume() -> None:
+    pool = make_pool()
+    container = m.deployment_manifest(pool, SETTINGS)["spec"]["template"]["spec"][
+        "containers"][0]
+    assert container["command"] == ["reconciler", "worker"] and "args" not in container
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "RECONCILER_ENTRYPOINT": "mod:apply", "RECONCILER_MODEL_PATH": pool.model_path,
+        "RECONCILER_MODEL_DIGEST": pool.model_digest, "RECONCILER_POOL_ID": pool.id,
+        "RECONCILER_LISTEN": "0.0.0.0:8080", "RECONCILER_DATA_ROOT": "/data"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert "volumeMounts" not in container  # no dataVolume: the image carries the data
+    with_data = dataclasses.replace(SETTINGS, data_volume=MappingProxyType(
+        {"nfs": MappingProxyType({"server": "nfs.example", "path": "/models"})}))
+    spec = m.deployment_manifest(pool, with_data)["spec"]["template"]["spec"]
+    assert spec["volumes"] == [{"name": "data", "nfs": {"server": "nfs.example",
+                                                        "path": "/models"}}]
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "data", "mountPath": "/data", "readOnly": True}]
+    pdb = m.pdb_manifest(pool, SETTINGS, "policy/v1beta1")
+    assert pdb["apiVersion"] == "policy/v1beta1" and pdb["spec"]["minAvailable"] == 2
+    assert pdb["spec"]["selector"] == m.deployment_manifest(pool, SETTINGS)["spec"]["selector"]
 
 
 def test_scheduling_comes_from_the_pool_not_from_the_runtime_settings() -> None:
@@ -71,9 +103,25 @@ def test_scheduling_comes_from_the_pool_not_from_the_runtime_settings() -> None:
                       scheduling='{"tolerations":[{"key":"dedicated","operator":"Exists"}]}')
     spec = m.deployment_manifest(other, SETTINGS)["spec"]["template"]["spec"]
     assert "nodeSelector" not in spec
-    assert spec["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    # a GPU pool always tolerates the taint GPU nodes carry, whatever the settings say
+    assert spec["tolerations"] == [{"key": "dedicated", "operator": "Exists"}, m.GPU_TOLERATION]
+    bare = make_pool(name="vision", processor="gpu", gpu=1, scheduling="")
+    spec = m.deployment_manifest(bare, SETTINGS)["spec"]["template"]["spec"]
+    assert spec["tolerations"] == [m.GPU_TOLERATION]
+    assert readback.pool_from(m.deployment_manifest(bare, SETTINGS)) == bare
     cpu = m.deployment_manifest(make_pool(), SETTINGS)["spec"]["template"]["spec"]
     assert "nodeSelector" not in cpu and "tolerations" not in cpu
+
+
+def test_instances_default_to_the_prefix_and_always_make_a_valid_label() -> None:
+    assert m.instance_name(KubernetesSettings(namespace_prefix="team-")) == "team-"
+    label = m.instance_label(KubernetesSettings(namespace_prefix="team-"))
+    assert label.startswith("team-") and label != "team" and re.match(
+        r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", label)
+    assert m.instance_label(KubernetesSettings(namespace_prefix="team-", instance="prod")) == \
+        "prod"
+    assert m.selector(KubernetesSettings(instance="prod")) == \
+        f"{m.SELECTOR},{m.INSTANCE_LABEL}=prod"
 
 
 def test_names_and_labels_stay_valid_for_the_longest_names() -> None:
@@ -98,18 +146,19 @@ def test_names_and_labels_stay_valid_for_the_longest_names() -> None:
                                                          visibility="unpublished",
                                                          scheduling=GPU_SCHEDULING)])
 def test_a_deployment_reads_back_as_the_pool_it_was_made_from(pool: WarmPool) -> None:
-    assert m.pool_from(m.deployment_manifest(pool, SETTINGS)) == pool
+    assert readback.pool_from(m.deployment_manifest(pool, SETTINGS)) == pool
 
 
 def test_hand_edits_are_read_back_and_rewritten_quantities_are_not() -> None:
     deployment = m.deployment_manifest(make_pool(), SETTINGS)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["resources"]["limits"]["cpu"] = "500m"  # how the API server writes "0.5"
-    assert m.pool_from(deployment) == make_pool()
+    assert readback.pool_from(deployment) == make_pool()
     container["resources"]["limits"]["memory"] = "1Gi"
     container["image"] = "someone/else"
     deployment["spec"]["replicas"] = 9
-    assert m.pool_from(deployment) == make_pool(memory="1Gi", image="someone/else", replicas=9)
+    assert readback.pool_from(deployment) == make_pool(memory="1Gi", image="someone/else",
+                                                       replicas=9)
 
 
 def test_hand_edited_scheduling_reads_back_as_drift() -> None:
@@ -117,21 +166,62 @@ def test_hand_edited_scheduling_reads_back_as_drift() -> None:
     deployment = m.deployment_manifest(pool, SETTINGS)
     pod = deployment["spec"]["template"]["spec"]
     pod["tolerations"] = [{"operator": "Exists"}]
-    assert m.pool_from(deployment) == make_pool(
+    assert readback.pool_from(deployment) == make_pool(
         processor="gpu", gpu=1,
         scheduling='{"nodeSelector":{"accelerator":"nvidia"},"tolerations":[{"operator":"Exists"}]}')
     del pod["nodeSelector"], pod["tolerations"]
-    assert m.pool_from(deployment) == make_pool(processor="gpu", gpu=1, scheduling="")
+    assert readback.pool_from(deployment) == make_pool(processor="gpu", gpu=1, scheduling="")
 
 
 def test_tenants_and_quotas_read_back() -> None:
-    assert m.tenant_from(m.namespace_manifest("acme", SETTINGS, Tenant("acme", "organization"))
-                         ) == Tenant("acme", "organization")
-    assert m.tenant_from(m.namespace_manifest("acme", SETTINGS)) is None
+    org = Tenant("acme", "organization")
+    assert readback.tenant_from(m.namespace_manifest("acme", SETTINGS, org)) == org
+    assert readback.tenant_from(m.namespace_manifest("acme", SETTINGS)) is None
     quota = Quota("alice", 5, None, "alice-capacity")
     manifest = m.quota_manifest(quota, SETTINGS)
     assert manifest["spec"]["hard"] == {"pods": "5"}
-    assert m.quota_from(manifest) == quota
+    assert readback.quota_from(manifest) == quota
+    manifest["spec"]["hard"] = {"pods": "1k", f"requests.{m.GPU}": "3"}  # edited by hand
+    assert readback.quota_from(manifest) == Quota("alice", 1000, 3, "alice-capacity")
+
+
+def test_drift_is_any_field_the_reconciler_sets_and_not_what_others_add() -> None:
+    want = m.deployment_manifest(make_pool(), SETTINGS)
+    live = copy.deepcopy(want)
+    live["status"] = {"replicas": 2}
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "SIDECAR_HINT", "value": "x"})  # someone else's key
+    container["readinessProbe"].update(timeoutSeconds=1, failureThreshold=3)  # defaults
+    container["resources"]["requests"]["cpu"] = "500m"  # the server's spelling of 0.5
+    assert list(drift.differences(want, live)) == []
+    live["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = 1
+    container["command"] = ["sleep", "infinity"]
+    container["env"][0]["value"] = "other:apply"
+    found = [drift.dotted(p) for p in drift.differences(want, live)]
+    assert found == ["spec.strategy.rollingUpdate.maxUnavailable",
+                     "spec.template.spec.containers[engine].command",
+                     "spec.template.spec.containers[engine].env[RECONCILER_ENTRYPOINT].value"]
+    text = drift.describe("Deployment", want, live)
+    assert 'command is ["sleep", "infinity"], reconciler sets ["reconciler", "worker"]' in text
+
+
+def test_other_writers_of_our_fields_are_found_in_managed_fields() -> None:
+    want = m.deployment_manifest(make_pool(), SETTINGS)
+    live = copy.deepcopy(want)
+    live["metadata"]["managedFields"] = [
+        {"manager": "reconciler", "operation": "Apply", "fieldsV1": {"f:spec": {
+            "f:replicas": {}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {
+            "f:status": {"f:replicas": {}}, "f:metadata": {"f:annotations": {
+                "f:deployment.kubernetes.io/revision": {}}}}},
+        {"manager": "hpa", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:spec": {
+            "f:template": {"f:spec": {"f:containers": {'k:{"name":"engine"}': {
+                "f:image": {}, "f:tty": {}}}}}}}},
+    ]
+    assert sorted(drift.shared_writers(live, want)) == [
+        ("hpa", "spec.replicas"),
+        ("kubectl-edit", "spec.template.spec.containers[engine].image")]
 
 
 @pytest.mark.slow
@@ -140,14 +230,21 @@ def test_render_writes_valid_deterministic_manifests(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "notes").mkdir(parents=True)
     (out / "notes" / "mine.yaml").write_text("kept: true\n")
+    # a sibling render inside DIR (another environment): never touched by this one
+    staging = write_config(tmp_path / "staging-repo", "stg-")
+    assert reconciler("render", str(staging), "--out", str(out / "staging")).returncode == 0
+    theirs = {p: p.read_bytes() for p in (out / "staging").rglob("*") if p.is_file()}
     result = reconciler("render", str(root), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml")
+                   if not p.relative_to(out).as_posix().startswith("staging/"))
     desired, _ = desired_of(root)
-    deployments = [f"acct-{p.caller}/deployment-{m.deployment_name(p.id)}.yaml"
-                   for p in desired.pools]
-    assert files == sorted(["acct-alice/namespace.yaml", "acct-alice/resourcequota.yaml",
-                            "acct-bob/namespace.yaml", "notes/mine.yaml", *deployments])
+    pools = [f"acct-{p.caller}/{kind}-{m.deployment_name(p.id)}.yaml"
+             for p in desired.pools for kind in ("deployment", "poddisruptionbudget")]
+    assert files == sorted(["acct-alice/00-namespace.yaml", "acct-alice/resourcequota.yaml",
+                            "acct-bob/00-namespace.yaml", "notes/mine.yaml", *pools])
+    for folder in ("acct-alice", "acct-bob"):  # kubectl apply -R: the namespace first
+        assert sorted(p.name for p in (out / folder).iterdir())[0] == "00-namespace.yaml"
     texts = {}
     for name in (f for f in files if not f.startswith("notes/")):
         text = (out / name).read_text()
@@ -161,6 +258,9 @@ def test_render_writes_valid_deterministic_manifests(tmp_path: Path) -> None:
     assert reconciler("render", str(root), "--out", str(out)).returncode == 0
     assert not (out / "acct-bob").exists()
     assert (out / "notes" / "mine.yaml").read_text() == "kept: true\n"
+    assert {p: p.read_bytes() for p in (out / "staging").rglob("*") if p.is_file()} == theirs
+    listed = (out / ".reconciler-render").read_text().splitlines()
+    assert "acct-alice/00-namespace.yaml" in listed and not any("bob" in x for x in listed)
 
 
 @pytest.mark.slow
@@ -187,3 +287,27 @@ def test_render_and_the_local_runtime_never_import_the_kubernetes_client(tmp_pat
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize(("extra", "error"), [
+    ("    instance: prod\n    dataVolume: {nfs: {server: nfs.example, path: /models}}\n", None),
+    ("    instance: Prod-\n", "spec.kubernetes.instance"),
+    ("    dataVolume: {nfs: {server: a}, hostPath: {path: /m}}\n", "spec.kubernetes.dataVolume"),
+    ("    dataVolume: {persistentVolumeClam: {claimName: m}}\n", "spec.kubernetes.dataVolume"),
+    ("    dataVolume: {}\n", "spec.kubernetes.dataVolume"),
+])
+def test_settings_instance_and_data_volume(tmp_path: Path, extra: str, error: str | None) -> None:
+    from reconciler.config.loader import check_config
+
+    root = write_config(tmp_path / "repo", "acct-")
+    settings = root / "settings.yaml"
+    settings.write_text(settings.read_text().replace("  kubernetes:\n", "  kubernetes:\n" + extra))
+    config, diagnostics = check_config(root)
+    if error is None:
+        assert config is not None, [str(d) for d in diagnostics]
+        kubernetes = config.settings.kubernetes
+        assert kubernetes.instance == "prod"
+        assert dict(kubernetes.data_volume["nfs"]) == {"server": "nfs.example", "path": "/models"}
+    else:
+        assert config is None
+        assert any(error in str(d) for d in diagnostics), [str(d) for d in diagnostics]

@@ -204,6 +204,6 @@ def test_changed_gpu_tolerations_update_the_gpu_pools_only(tmp_path: Path, prefi
     assert result.ok, result.to_json()
     pod = deployment(api, prefix, "bob", vision.id)["spec"]["template"]["spec"]
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ml",
-                                   "effect": "NoExecute"}]
+                                   "effect": "NoExecute"}, m.GPU_TOLERATION]
     assert pod["nodeSelector"] == {"accelerator": "nvidia"}
     assert plan_config(root, runtime).plan.empty  # observe() reads the same scheduling back

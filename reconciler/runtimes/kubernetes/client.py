@@ -1,39 +1,72 @@
-"""The one door to the API server: connect, send raw JSON, translate errors.
+"""The one door to the API server: connect, send raw JSON, retry, page, translate errors.
 
 The official client's typed models cost a lot to build for big lists and
 know nothing of server-side apply's content type, so requests go through
 `ApiClient.param_serialize` / `call_api` with plain dicts: the client still
 does TLS, auth (tokens, certificates, exec plugins) and kubeconfig loading.
 
-Every failure leaves here as a RuntimeFault with a readable message:
-conflicts, throttling, server errors and broken connections are retryable,
-other 4xx are not. `ApiError.status` lets callers treat 404 as "absent".
+- Every request, read or write, is retried on 429, 5xx, timeouts and broken
+  connections (urllib3's own retries are off, so each attempt is counted
+  here): capped exponential backoff with jitter, or the server's
+  Retry-After when it sends one.
+- A circuit breaker: after BREAKER_THRESHOLD failed attempts in a row (no
+  answer, 429 or 5xx) every further request raises Unavailable at once, so
+  an outage stops an apply instead of holding its lock for hours.
+- list() pages (limit=PAGE_SIZE, continue) and starts over when the server
+  answers 410 Gone to a continue token that expired; `metadata_only` asks
+  for PartialObjectMetadata (names, labels, annotations: no specs).
+- Failures leave as ApiError (a RuntimeFault) with a readable message;
+  `status` lets callers treat 404 as "absent" and 409 as a failed precondition.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler import __version__
+from reconciler.backoff import Backoff
 from reconciler.errors import ReconcilerError, RuntimeFault
+from reconciler.runtimes.base import Unavailable
 
 FIELD_MANAGER = "reconciler"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
-REQUEST_TIMEOUT = 30.0  # seconds per request; a list of 20,000 objects fits well within it
-RETRYABLE = {409, 429}
-# Metadata only (no spec, no Secret data) where a list needs no more; plain JSON otherwise.
+# Metadata only (no spec, no Secret data) where no more is needed; plain JSON from a server
+# that cannot.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+USER_AGENT = f"reconciler/{__version__}"
+REQUEST_TIMEOUT = 30.0  # seconds per request (a page of a list is small)
+PAGE_SIZE = 500
+ATTEMPTS = 5  # per request: the first try and 4 retries
+FIRST_DELAY, MAX_DELAY = 0.2, 5.0  # seconds of backoff between attempts
+MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is capped
+BREAKER_THRESHOLD = 20  # failed attempts in a row that open the circuit
+RELISTS = 3  # times a paged list starts over after 410 Gone
+POOL_SIZE = 32  # connections kept per host: room for concurrent writes and watches
+RETRYABLE = {409, 429}
 
 
 class ApiError(RuntimeFault):
     """An HTTP error from the API server (status 0: no response at all)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
         super().__init__(message, retryable=status in RETRYABLE or status >= 500 or status == 0)
         self.status = status
+        self.retry_after = retry_after
+
+
+def _failed(status: int) -> bool:
+    """The server did not serve the request: no answer, throttled, or a server error."""
+    return status == 0 or status == 429 or status >= 500
 
 
 def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
@@ -41,6 +74,7 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
     service account. ReconcilerError (no traceback) when none of them works."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
+    from yaml import YAMLError
 
     path: str | None = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
     if not path and Path("~/.kube/config").expanduser().exists():
@@ -52,35 +86,129 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
                                     client_configuration=configuration, persist_config=False)
         else:
             config.load_incluster_config(client_configuration=configuration)
-    except (ConfigException, OSError, ValueError, TypeError) as exc:
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ReconcilerError(f"cannot load Kubernetes credentials from {path}{where}: "
+                              "the kubeconfig is not valid YAML") from None
+    except (ConfigException, OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
         where = path or "in-cluster credentials"
         hint = "" if path else " (no --kubeconfig, KUBECONFIG or ~/.kube/config either)"
+        detail = str(exc) if isinstance(exc, (ConfigException, OSError, ValueError)) else \
+            "it is not a kubeconfig (a mapping with clusters, users and contexts)"
         raise ReconcilerError(f"cannot load Kubernetes credentials from {where}{hint}: "
-                              f"{exc}") from None
+                              f"{detail}") from None
+    configuration.retries = 0  # every attempt goes through Api.request: counted, backed off
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0,
+                                                POOL_SIZE)
     if not configuration.verify_ssl:
         # The user asked for it in the kubeconfig (insecure-skip-tls-verify); kubectl does
         # not warn on every request either.
         import urllib3
 
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    return client.ApiClient(configuration)
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = USER_AGENT
+    return api_client
+
+
+class Breaker:
+    """Counts failed attempts in a row; open (refusing every request) at `threshold`."""
+
+    def __init__(self, threshold: int = BREAKER_THRESHOLD) -> None:
+        self.threshold = threshold
+        self.failures = 0
+        self.reason: str | None = None  # set when the circuit opens; it stays open
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self.reason is not None
+
+    def check(self) -> None:
+        if self.reason is not None:
+            raise Unavailable(self.reason)
+
+    def record(self, error: ApiError | None) -> None:
+        with self._lock:
+            if self.reason is not None:
+                return
+            if error is None or not _failed(error.status):
+                self.failures = 0
+                return
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.reason = (f"stopped: the API server failed {self.failures} requests in a "
+                               f"row (circuit breaker; last: {error})")
+
+
+@dataclass(frozen=True)
+class Listing:
+    items: list[dict[str, Any]]
+    resource_version: str  # of the whole list: a watch starts from here
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful write's status code and decoded body (201: it was created)."""
+
+    status: int
+    body: dict[str, Any]
 
 
 class Api:
-    """Raw JSON requests over an ApiClient (any subclass, e.g. one that counts calls)."""
+    """Raw JSON requests over an ApiClient, with retries and a circuit breaker."""
 
-    def __init__(self, api_client: Any, timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, api_client: Any, timeout: float = REQUEST_TIMEOUT, *,
+                 attempts: int = ATTEMPTS, delays: tuple[float, float] = (FIRST_DELAY, MAX_DELAY),
+                 breaker: Breaker | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = api_client
         self.timeout = timeout
+        self.attempts = max(1, attempts)
+        self.delays = delays
+        self.breaker = breaker if breaker is not None else Breaker()
+        self.sleep = sleep
+
+    @property
+    def host(self) -> str:
+        return str(self.client.configuration.host)
 
     def request(self, method: str, path: str, *, query: dict[str, str] | None = None,
                 body: Any = None, content_type: str | None = None,
-                accept: str = "application/json") -> dict[str, Any]:
-        """Send one request; the decoded JSON answer. ApiError on any failure."""
+                accept: str | None = None) -> dict[str, Any]:
+        """Send one request (retried as the module docstring says); the decoded JSON answer.
+        ApiError on any failure, Unavailable once the circuit is open."""
+        return self.send(method, path, query=query, body=body, content_type=content_type,
+                         accept=accept).body
+
+    def send(self, method: str, path: str, *, query: dict[str, str] | None = None,
+             body: Any = None, content_type: str | None = None,
+             accept: str | None = None) -> Answer:
+        backoff = Backoff(self.delays[0], self.delays[1], jitter=0.5)
+        for attempt in range(1, self.attempts + 1):
+            self.breaker.check()
+            try:
+                answer = self._once(method, path, query, body, content_type, accept)
+            except ApiError as exc:
+                self.breaker.record(exc)
+                if not _failed(exc.status) or attempt >= self.attempts:
+                    raise
+                delay = backoff.next()
+                if exc.retry_after is not None:
+                    delay = exc.retry_after + delay / 10  # the server's word, a little spread
+                self.sleep(delay)
+                continue
+            self.breaker.record(None)
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, method: str, path: str, query: dict[str, str] | None, body: Any,
+              content_type: str | None, accept: str | None) -> Answer:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        headers = {"Accept": accept}
+        headers = {"Accept": accept or "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         args = self.client.param_serialize(method, path, query_params=list((query or {}).items()),
@@ -90,13 +218,20 @@ class Api:
             response = self.client.call_api(*args, _request_timeout=self.timeout)
             data = response.read()
         except ApiException as exc:
-            raise _fault(method, path, exc.status or 0, exc.reason, exc.body) from None
+            raise _fault(method, path, exc.status or 0, exc.reason, exc.body,
+                         exc.headers) from None
         except (HTTPError, OSError) as exc:
             raise ApiError(f"{method} {path}: cannot reach the API server at "
-                           f"{self.client.configuration.host}: {exc}", 0) from None
+                           f"{self.host}: {exc}", 0) from None
         if not 200 <= response.status < 300:
-            raise _fault(method, path, response.status, response.reason, data)
-        return json.loads(data) if data else {}
+            raise _fault(method, path, response.status, response.reason, data,
+                         response.headers)
+        try:
+            decoded = json.loads(data) if data else {}
+        except ValueError:
+            raise ApiError(f"{method} {path}: the API server's answer is not JSON "
+                           f"({len(data)} bytes)", 0) from None
+        return Answer(response.status, decoded if isinstance(decoded, dict) else {})
 
     def get(self, path: str, **query: str) -> dict[str, Any]:
         return self.request("GET", path, query=query)
@@ -110,29 +245,66 @@ class Api:
                 return None
             raise
 
-    def apply(self, path: str, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply as field manager `reconciler`, taking over conflicting fields."""
-        return self.request("PATCH", path, body=manifest, content_type=APPLY_PATCH,
-                            query={"fieldManager": FIELD_MANAGER, "force": "true"})
+    def list(self, path: str, *, labels: str | None = None, fields: str | None = None,
+             metadata_only: bool = False, page: int = PAGE_SIZE) -> Listing:
+        """Every item of a collection, PAGE_SIZE at a time; starts over on 410 Gone (the
+        continue token expired), at most RELISTS times."""
+        accept = METADATA_LIST if metadata_only else None
+        for restart in range(RELISTS + 1):
+            items: list[dict[str, Any]] = []
+            token = ""
+            while True:
+                query = {"limit": str(page)}
+                if labels:
+                    query["labelSelector"] = labels
+                if fields:
+                    query["fieldSelector"] = fields
+                if token:
+                    query["continue"] = token
+                try:
+                    data = self.request("GET", path, query=query, accept=accept)
+                except ApiError as exc:
+                    if exc.status == 410 and token and restart < RELISTS:
+                        break  # the snapshot expired mid-way: list again from the start
+                    raise
+                items.extend(data.get("items") or ())
+                meta = data.get("metadata") or {}
+                token = meta.get("continue") or ""
+                if not token:
+                    return Listing(items, str(meta.get("resourceVersion") or ""))
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def delete(self, path: str, uid: str | None = None) -> None:
+    def apply(self, path: str, manifest: dict[str, Any], *,
+              metadata_only: bool = False) -> Answer:
+        """Server-side apply as field manager `reconciler`, taking over conflicting fields.
+        A `metadata.uid` or `metadata.resourceVersion` in the manifest is a precondition.
+        `metadata_only`: the answer holds only the object's metadata (less to encode and
+        decode when the caller needs no more)."""
+        return self.send("PATCH", path, body=manifest, content_type=APPLY_PATCH,
+                         query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                         accept=METADATA_ONE if metadata_only else None)
+
+    def delete(self, path: str, uid: str | None = None) -> dict[str, Any] | None:
         """Delete in the background (dependents go after); a uid precondition makes sure
-        it is the object that was just checked. Absent already: nothing to do."""
+        it is the object that was observed. The server's answer, or None when there was
+        nothing to delete (404)."""
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1",
                                 "propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            self.request("DELETE", path, body=body)
+            return self.request("DELETE", path, body=body)
         except ApiError as exc:
-            if exc.status != 404:
-                raise
+            if exc.status == 404:
+                return None
+            raise
 
     def close(self) -> None:
         self.client.close()
 
 
-def _fault(method: str, path: str, status: int, reason: str | None, body: Any) -> ApiError:
+def _fault(method: str, path: str, status: int, reason: str | None, body: Any,
+           headers: Any = None) -> ApiError:
     """`PATCH /apis/...: 422 Unprocessable Entity: <the server's message>`."""
     message = ""
     try:
@@ -141,4 +313,25 @@ def _fault(method: str, path: str, status: int, reason: str | None, body: Any) -
     except (ValueError, AttributeError, UnicodeDecodeError):
         message = str(body or "")[:300]
     detail = f": {message}" if message else ""
-    return ApiError(f"{method} {path}: {status} {reason or ''}".rstrip() + detail, status)
+    return ApiError(f"{method} {path}: {status} {reason or ''}".rstrip() + detail, status,
+                    retry_after(headers))
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (a number or an HTTP date), capped; None if none."""
+    value = None
+    try:
+        value = headers.get("Retry-After") if headers is not None else None
+    except AttributeError:
+        return None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -44,9 +44,10 @@ class Lease:
         self.namespace, self.name, self.identity = namespace, name, identity
         self.duration = duration
         # A request may not outlast the time left to renew: a hung call must not keep a
-        # holder believing it leads after its Lease has expired for everyone else.
+        # holder believing it leads after its Lease has expired for everyone else. Nor is
+        # it retried here: the caller tries again on its own schedule.
         self.api = Api(api_client if api_client is not None else connect(kubeconfig, context),
-                       timeout=min(REQUEST_TIMEOUT, max(1.0, duration / 3)))
+                       timeout=min(REQUEST_TIMEOUT, max(1.0, duration / 3)), attempts=1)
         self._seen: tuple[Any, ...] | None = None  # the last record observed ...
         self._seen_at = 0.0  # ... and when (monotonic) it was first seen that way
         self.held = False

@@ -1,8 +1,13 @@
-"""Listed objects -> LiveState, Nodes and pool health. Pure: plain dicts in, values out.
+"""Listed objects -> LiveState, the runtime's index of them, and pool health. Pure.
 
 Health is a pure function per kind, as in gitops-engine, so each state has
 its own small test. Objects being deleted (a namespace stays Terminating
-until its controller finalizes it) are no longer part of the live state.
+until its controller finalizes it) are no longer part of the live state, but
+the index remembers such namespaces: a write into one waits for it.
+
+An object of this instance found outside the namespace the current settings
+give it (namespacePrefix changed, instance set explicitly) is reported as
+`ID@NAMESPACE`, so the plan creates its replacement and deletes it after.
 """
 
 from __future__ import annotations
@@ -10,16 +15,80 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.quantities import cpu_millis, memory_bytes
+from reconciler.config.model import KubernetesSettings
+from reconciler.runtimes.kubernetes import drift, readback
 from reconciler.runtimes.kubernetes import manifests as m
-from reconciler.states import LiveState, Node, PoolStatus, ReplicaStatus
+from reconciler.states import LiveState, PoolStatus, Quota, ReplicaStatus, Tenant, WarmPool
 
 Obj = Mapping[str, Any]
 BAD_WAITING = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+NAMED = 5  # objects named per warning
+
+
+# --- API paths ------------------------------------------------------------------------------
+
+def namespace_path(name: str) -> str:
+    return f"/api/v1/namespaces/{name}"
+
+
+def quota_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/resourcequotas/{m.QUOTA_NAME}"
+
+
+def deployment_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+
+
+def pdb_path(version: str, namespace: str, name: str) -> str:
+    return f"/apis/{version}/namespaces/{namespace}/poddisruptionbudgets/{name}"
+
+
+def object_path(kind: str, obj: Obj, pdb_version: str) -> str:
+    """The API path of a listed object (list items carry no kind: the list says it)."""
+    meta = _meta(obj)
+    name, namespace = meta.get("name", ""), meta.get("namespace", "")
+    if kind == "ResourceQuota":
+        return quota_path(namespace)
+    if kind == "Deployment":
+        return deployment_path(namespace, name)
+    if kind == "PodDisruptionBudget":
+        return pdb_path(pdb_version, namespace, name)
+    return namespace_path(name)
+
+
+# --- the live state -------------------------------------------------------------------------
+
+@dataclass
+class Namespace:
+    uid: str
+    terminating: bool
+    tenant: bool  # carries a Tenant's mark (its spec annotation)
+
+
+@dataclass
+class Index:
+    """What writes need to know of the objects observed: the uid of each (by API path,
+    a precondition for writing it) and our namespaces."""
+
+    uids: dict[str, str] = field(default_factory=dict)
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+
+
+@dataclass
+class Lists:
+    """One labelled list per kind; `others`: namespaces of other instances (or None)."""
+
+    namespaces: list[dict[str, Any]]
+    quotas: list[dict[str, Any]]
+    deployments: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    pdbs: list[dict[str, Any]]
+    others: list[dict[str, Any]] | None = None
 
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
@@ -33,27 +102,145 @@ def live(obj: Obj) -> bool:
         not meta.get("deletionTimestamp")
 
 
-def live_state(namespaces: Iterable[Obj], quotas: Iterable[Obj], deployments: Iterable[Obj],
-               pods: Iterable[Obj]) -> LiveState:
-    """The LiveState of four labelled lists. The revision hashes each object's uid,
-    generation and spec annotation (and a quota's hard limits): it moves when what the
-    reconciler wrote moves, never when only status (ready counts) does."""
-    namespaces = list(namespaces)
-    # A namespace being deleted takes its quota and pools along: none of them is live.
-    gone = {_meta(o).get("name") for o in namespaces if _meta(o).get("deletionTimestamp")}
-    namespaces = [o for o in namespaces if live(o)]
-    quotas = [o for o in quotas if live(o) and _meta(o).get("namespace") not in gone]
-    deployments = [o for o in deployments if live(o) and _meta(o).get("namespace") not in gone]
-    tenants = _unique((m.tenant_from(o) for o in namespaces), key=lambda t: t.account)
-    limits = _unique((m.quota_from(o) for o in quotas), key=lambda q: q.account)
-    owned = [(o, m.pool_from(o)) for o in deployments]
+def live_state(lists: Lists, settings: KubernetesSettings,
+               pdb_version: str = m.PDB_VERSIONS[0]) -> tuple[LiveState, Index]:
+    """The LiveState of the labelled lists, and the index. The revision hashes each
+    object's uid, generation and spec annotation (and a quota's hard limits): it moves
+    when what the reconciler wrote moves, never when only status (ready counts) does."""
+    index = Index()
+    for obj in lists.namespaces:
+        meta = _meta(obj)
+        index.namespaces[meta.get("name", "")] = Namespace(
+            meta.get("uid", ""), bool(meta.get("deletionTimestamp")),
+            m.SPEC_ANNOTATION in (meta.get("annotations") or {}))
+    gone = {name for name, ns in index.namespaces.items() if ns.terminating}
+    namespaces = [o for o in lists.namespaces if live(o)]
+    quotas, deployments, pdbs = ([o for o in items if live(o) and
+                                  _meta(o).get("namespace") not in gone]
+                                 for items in (lists.quotas, lists.deployments, lists.pdbs))
+    for kind, items in (("Namespace", namespaces), ("ResourceQuota", quotas),
+                        ("Deployment", deployments), ("PodDisruptionBudget", pdbs)):
+        for obj in items:
+            index.uids[object_path(kind, obj, pdb_version)] = _meta(obj).get("uid", "")
+    tenants = _unique((_tenant(o, settings) for o in namespaces), key=lambda t: t.account)
+    limits = _unique((_quota(o, settings) for o in quotas), key=lambda q: q.account)
+    by_name = {(_meta(p).get("namespace"), _meta(p).get("name")): p for p in pdbs}
+    writers: dict[tuple[str, str], list[str]] = {}
+    owned: list[tuple[Obj, WarmPool]] = []
+    for obj in deployments:
+        pool = _pool(obj, by_name, settings, writers, pdb_version)
+        if pool is not None:
+            owned.append((obj, pool))
+    for obj in quotas:
+        _writers("ResourceQuota", obj,
+                 m.quota_manifest(_quota(obj, settings) or Quota("", 0), settings), writers)
     pools = _unique((p for _, p in owned), key=lambda p: p.id)
-    by_pool = _pods_by_pool(pods)
-    status = {pool.id: pool_status(obj, by_pool.get(pool.id, ())) for obj, pool in owned
-              if pool is not None}
-    return LiveState(tenants=tenants, quotas=limits, pools=pools,
-                     status=MappingProxyType(status),
-                     revision=revision([*namespaces, *quotas, *deployments]))
+    by_pool = _pods_by_pool(lists.pods)
+    status = {pool.id: pool_status(obj, by_pool.get((_meta(obj).get("namespace", ""),
+                                                     m.located(pool.id)[0]), ()))
+              for obj, pool in owned}
+    warnings = writer_warnings(writers) + other_instances(lists.others, settings)
+    state = LiveState(tenants=tenants, quotas=limits, pools=pools,
+                      status=MappingProxyType(status),
+                      revision=revision([*namespaces, *quotas, *deployments, *pdbs]),
+                      warnings=tuple(warnings))
+    return state, index
+
+
+def _placed(namespace: str, account: str, settings: KubernetesSettings) -> bool:
+    """Is `namespace` where the settings put the account's objects? (Always, when the
+    runtime reads without knowing the prefix: m.ANY_PREFIX.)"""
+    return settings.namespace_prefix == m.ANY_PREFIX or \
+        namespace == m.namespace_name(account, settings)
+
+
+def _tenant(obj: Obj, settings: KubernetesSettings) -> Tenant | None:
+    tenant = readback.tenant_from(obj)
+    name = _meta(obj).get("name", "")
+    if tenant is None or _placed(name, tenant.account, settings):
+        return tenant
+    return Tenant(m.elsewhere(tenant.account, name), tenant.type)
+
+
+def _quota(obj: Obj, settings: KubernetesSettings) -> Quota | None:
+    quota = readback.quota_from(obj)
+    namespace = _meta(obj).get("namespace", "")
+    if quota is None or _placed(namespace, quota.account, settings):
+        return quota
+    return Quota(m.elsewhere(quota.account, namespace), quota.max_engines, quota.max_gpus,
+                 quota.source)
+
+
+def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSettings,
+          writers: dict[tuple[str, str], list[str]], pdb_version: str) -> WarmPool | None:
+    """The live pool of a Deployment: fields read back, the rest compared (drift)."""
+    applied = readback.applied_pool(obj)
+    pool = readback.pool_from(obj, applied) if applied is not None else None
+    if pool is None or applied is None:
+        return None
+    meta = _meta(obj)
+    namespace = meta.get("namespace", "")
+    if not _placed(namespace, pool.caller, settings):
+        pool = WarmPool.from_json({**pool.to_json(), "id": m.elsewhere(pool.id, namespace)})
+        applied = WarmPool.from_json({**applied.to_json(), "id": pool.id})
+    want = m.deployment_manifest(pool, settings)
+    _writers("Deployment", obj, want, writers)
+    pdb = pdbs.get((namespace, meta.get("name")))
+    want_pdb = m.pdb_manifest(applied, settings, pdb_version)
+    changed = drift.pool_drift(obj, want, pdb, want_pdb)
+    if pdb is not None:
+        _writers("PodDisruptionBudget", pdb, want_pdb, writers)
+    if not changed:
+        return pool
+    return WarmPool.from_json({**pool.to_json(), "drift": changed})
+
+
+def _writers(kind: str, obj: Obj, manifest: Mapping[str, Any],
+             found: dict[tuple[str, str], list[str]]) -> None:
+    for manager, path in drift.shared_writers(obj, manifest):
+        meta = _meta(obj)
+        found.setdefault((manager, f"{kind} {path}"), []).append(
+            f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+def writer_warnings(found: Mapping[tuple[str, str], list[str]]) -> list[str]:
+    """One warning per (other field manager, field): the reconciler's next apply takes
+    the field back, and the other writer will change it again."""
+    lines = []
+    for (manager, what), names in sorted(found.items()):
+        shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more"
+                                            if len(names) > NAMED else "")
+        lines.append(f"field manager {manager!r} also writes {what}, which the reconciler "
+                     f"sets, on {len(names)} object(s) ({shown}): each apply takes it back "
+                     "and the other writer will change it again; stop one of them")
+    return lines
+
+
+def other_instances(others: list[dict[str, Any]] | None,
+                    settings: KubernetesSettings) -> list[str]:
+    """When the instance is the namespacePrefix (not set explicitly): the namespaces other
+    instances hold, which remain if they were this config's before its prefix changed."""
+    if not others:
+        return []
+    found: dict[str, list[str]] = {}
+    for obj in others:
+        meta = _meta(obj)
+        if not meta.get("deletionTimestamp"):
+            instance = (meta.get("labels") or {}).get(m.INSTANCE_LABEL, "")
+            found.setdefault(instance, []).append(meta.get("name", ""))
+    lines = []
+    for instance, names in sorted(found.items()):
+        names.sort()
+        shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more"
+                                            if len(names) > NAMED else "")
+        lines.append(
+            f"{len(names)} namespace(s) of another reconciler instance ({m.INSTANCE_LABEL}="
+            f"{instance}) remain on this cluster: {shown}. This config's instance is its "
+            f"namespacePrefix ({settings.namespace_prefix!r}); if those objects were this "
+            "config's under another namespacePrefix, they stay where they are, unmanaged: "
+            "delete them, or set Settings.kubernetes.instance to their instance to move "
+            "them. Setting instance explicitly also silences this warning")
+    return lines
 
 
 def _unique(items: Iterable[Any], key: Any) -> tuple[Any, ...]:
@@ -70,7 +257,7 @@ def revision(objects: Iterable[Obj]) -> str:
     rows = []
     for obj in objects:
         meta = _meta(obj)
-        hard = (obj.get("spec") or {}).get("hard") if obj.get("kind") != "Deployment" else None
+        hard = (obj.get("spec") or {}).get("hard")
         rows.append((meta.get("namespace") or "", meta.get("name") or "", meta.get("uid") or "",
                      str(meta.get("generation") or ""),
                      (meta.get("annotations") or {}).get(m.SPEC_ANNOTATION, ""),
@@ -83,12 +270,13 @@ def revision(objects: Iterable[Obj]) -> str:
 
 # --- pools and replicas ---------------------------------------------------------------------
 
-def _pods_by_pool(pods: Iterable[Obj]) -> dict[str, list[Obj]]:
-    result: dict[str, list[Obj]] = {}
+def _pods_by_pool(pods: Iterable[Obj]) -> dict[tuple[str, str], list[Obj]]:
+    result: dict[tuple[str, str], list[Obj]] = {}
     for pod in pods:
-        pool = (_meta(pod).get("annotations") or {}).get(m.POOL_ANNOTATION)
+        meta = _meta(pod)
+        pool = (meta.get("annotations") or {}).get(m.POOL_ANNOTATION)
         if pool:
-            result.setdefault(pool, []).append(pod)
+            result.setdefault((meta.get("namespace", ""), pool), []).append(pod)
     return result
 
 
@@ -141,28 +329,3 @@ def pool_status(deployment: Obj, pods: Iterable[Obj]) -> PoolStatus:
     error = deployment_error(deployment) or next(
         (f"pod {r.id}: {r.error}" for r in replicas if r.error), None)
     return PoolStatus(ready=ready_count(deployment), error=error, replicas=replicas)
-
-
-# --- nodes ----------------------------------------------------------------------------------
-
-def schedulable(node: Obj) -> bool:
-    """Not cordoned, and Ready unless it reports no conditions at all (envtest nodes)."""
-    if (node.get("spec") or {}).get("unschedulable"):
-        return False
-    conditions = (node.get("status") or {}).get("conditions") or ()
-    ready = [c for c in conditions if c.get("type") == "Ready"]
-    return not ready or ready[0].get("status") == "True"
-
-
-def to_node(node: Obj) -> Node:
-    allocatable = (node.get("status") or {}).get("allocatable") or {}
-    return Node(name=_meta(node).get("name", ""),
-                cpu_millis=cpu_millis(allocatable.get("cpu", "0")),
-                memory_bytes=memory_bytes(allocatable.get("memory", "0")),
-                pods=int(allocatable.get("pods", "0")),
-                gpu=int(allocatable.get(m.GPU, "0")),
-                labels=MappingProxyType(dict(_meta(node).get("labels") or {})))
-
-
-def nodes(items: Iterable[Obj]) -> list[Node]:
-    return sorted((to_node(n) for n in items if schedulable(n)), key=lambda n: n.name)

@@ -1,22 +1,26 @@
 """KubernetesRuntime: the Runtime protocol on an API server.
 
 - observe(): one labelled list per kind (namespaces, resource quotas,
-  deployments, pods) across all namespaces, never a GET per object, so a
-  no-op reconcile costs the same number of requests at 20 or 20,000 pools.
-- apply(): server-side apply as field manager `reconciler`; deletes in the
-  background. Ownership is checked first: an object of the same name without
-  the managed-by label is never overwritten or deleted (a non-retryable fault
-  names it).
-- wait_ready(): polls the pool's Deployment until enough replicas of the
-  current template are ready.
+  deployments, pods, pod disruption budgets), each by managed-by AND this
+  instance's label, paged, never a GET per object, so a no-op reconcile costs
+  the same number of requests at 20 or 20,000 pools. Namespaces are read
+  metadata-only. With `watch` (the daemon), the lists come from informer
+  caches (watches.py) and a no-op pass makes no request at all.
+- nodes(): the nodes, and the pods running there that this instance does not
+  manage (their requests are taken off the capacity; nodes.py).
+- apply(): server-side apply as field manager `reconciler`, one request per
+  object, ownership enforced by preconditions (writes.py); deletes in the
+  background. `concurrency` actions of one ordering stage may run at once.
+  A delete that finds nothing says "already gone" (not "deleted").
+- wait_ready(): polls the pool's Deployment (its cache, with `watch`).
 - gate: an optional callable the daemon sets; when it gives a reason (this
   process lost its Lease, or is stopping), apply() writes nothing and
   wait_ready() gives up at once.
 - A namespace is deleted only when nothing else lives in it: deleting a
   Tenant or a Quota first lists the namespace for objects without the
-  managed-by label (FOREIGN_LISTS; one request per kind, only on these
-  deletes, never in observe). If there are any, the namespace stays and only
-  the Tenant's mark (its spec annotation) is removed; a warning names them.
+  managed-by label (FOREIGN_LISTS; one metadata-only request per kind, only on
+  these deletes, never in observe). If there are any, the namespace stays and
+  only the Tenant's mark (its spec annotation) is removed; a warning names them.
 """
 
 from __future__ import annotations
@@ -32,26 +36,32 @@ from reconciler.errors import RuntimeFault
 from reconciler.plan.plans import Action, Op
 from reconciler.runtimes.base import NotReady
 from reconciler.runtimes.kubernetes import manifests as m
-from reconciler.runtimes.kubernetes import observed
+from reconciler.runtimes.kubernetes import nodes as k8s_nodes
+from reconciler.runtimes.kubernetes import observed, readback
 from reconciler.runtimes.kubernetes.client import (
-    MERGE_PATCH,
+    FIRST_DELAY,
+    MAX_DELAY,
     METADATA_LIST,
     Api,
     ApiError,
     connect,
 )
+from reconciler.runtimes.kubernetes.observed import Index, Lists
+from reconciler.runtimes.kubernetes.writes import Writer
 from reconciler.states import LiveState, Node, Quota, Tenant, WarmPool
 
 log = logging.getLogger("reconciler.runtimes.kubernetes")
 POLL_INTERVAL = 0.25  # seconds between readiness checks in wait_ready
+CONCURRENCY = 16  # writes in flight within one ordering stage
+ALREADY_GONE = "already gone: there was nothing to delete"
 
-LISTS = {  # kind -> the cluster-wide list path; one request each in observe()
+LISTS = {  # kind -> the cluster-wide list path; one (paged) list each in observe()
     "namespaces": "/api/v1/namespaces",
     "quotas": "/api/v1/resourcequotas",
     "deployments": "/apis/apps/v1/deployments",
     "pods": "/api/v1/pods",
+    "pdbs": "/apis/{pdb}/poddisruptionbudgets",
 }
-
 
 # Namespaced kinds that may hold someone else's work (or data): a namespace holding any of
 # them, without our label, is never deleted. Each entry: (kind, list path under the
@@ -70,16 +80,21 @@ FOREIGN_SELECTOR = f"{m.MANAGED_BY}!={m.MANAGER}"  # also matches objects withou
 FOREIGN_NAMED = 3  # objects named per kind in the warning
 
 
-def namespace_path(name: str) -> str:
-    return f"/api/v1/namespaces/{name}"
+def other_instances_selector(settings: KubernetesSettings) -> str:
+    label = m.INSTANCE_LABEL
+    return f"{m.SELECTOR},{label},{label}!={m.instance_label(settings)}"
 
 
-def quota_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/resourcequotas/{m.QUOTA_NAME}"
-
-
-def deployment_path(namespace: str, name: str) -> str:
-    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+def discover_pdb_version(api: Api) -> str:
+    """policy/v1 where the server offers PodDisruptionBudgets there (1.21+), else v1beta1."""
+    try:
+        group = api.get("/apis/policy/v1")
+    except ApiError as exc:
+        if exc.status == 404:
+            return m.PDB_VERSIONS[1]
+        raise
+    names = {r.get("name") for r in group.get("resources") or ()}
+    return m.PDB_VERSIONS[0] if "poddisruptionbudgets" in names else m.PDB_VERSIONS[1]
 
 
 class KubernetesRuntime:
@@ -88,14 +103,29 @@ class KubernetesRuntime:
     def __init__(self, settings: Settings | None = None, *, kubeconfig: Path | None = None,
                  context: str | None = None, api_client: Any = None,
                  poll_interval: float = POLL_INTERVAL,
-                 gate: Callable[[], str | None] | None = None) -> None:
-        """`api_client`: an already made kubernetes ApiClient (tests pass one that counts
-        requests); otherwise one is made from the kubeconfig / in-cluster credentials.
-        `gate`: see set_gate."""
+                 gate: Callable[[], str | None] | None = None,
+                 watch: float | None = None, concurrency: int = CONCURRENCY,
+                 retry_delays: tuple[float, float] = (FIRST_DELAY, MAX_DELAY)) -> None:
+        """`api_client`: an already made kubernetes ApiClient; otherwise one is made from the
+        kubeconfig / in-cluster credentials. `gate`: see set_gate. `watch`: keep informer
+        caches (shared by every runtime of this process on the same cluster and instance),
+        relisted every `watch` seconds. `retry_delays`: first and longest backoff."""
         self.settings: KubernetesSettings = (settings or Settings()).kubernetes
-        self.api = Api(api_client if api_client is not None else connect(kubeconfig, context))
+        self.api = Api(api_client if api_client is not None else connect(kubeconfig, context),
+                       delays=retry_delays)
         self.poll_interval = poll_interval
         self.gate: Callable[[], str | None] | None = gate
+        self.concurrency = max(1, concurrency)
+        self._index = Index()
+        self._pdb_version: str | None = None
+        self.cache: Any = None
+        if watch is not None:
+            from reconciler.runtimes.kubernetes import watches
+
+            self.cache = watches.shared(kubeconfig, context, self.settings, watch,
+                                        lambda: connect(kubeconfig, context))
+        self.writer = Writer(self.api, self.settings, lambda: self._index,
+                             self.cache.written if self.cache is not None else None)
 
     def set_gate(self, gate: Callable[[], str | None]) -> None:
         """`gate()`: None while this process may write, else why it may not."""
@@ -106,69 +136,93 @@ class KubernetesRuntime:
 
     # --- reads ----------------------------------------------------------------------------
 
-    def observe(self) -> LiveState:
-        items = {kind: self._list(path) for kind, path in LISTS.items()}
-        return observed.live_state(items["namespaces"], items["quotas"],
-                                   items["deployments"], items["pods"])
+    @property
+    def pdb_version(self) -> str:
+        """The PodDisruptionBudget API this server offers (asked once)."""
+        if self._pdb_version is None:
+            self._pdb_version = self.cache.pdb_version() if self.cache is not None else \
+                discover_pdb_version(self.api)
+        return self._pdb_version
 
-    def _list(self, path: str) -> list[dict[str, Any]]:
-        items = self.api.get(path, labelSelector=m.SELECTOR).get("items") or []
-        return list(items)
+    def observe(self) -> LiveState:
+        lists = self.cache.lists() if self.cache is not None else None
+        if lists is None:
+            lists = self._list_all()
+        state, index = observed.live_state(lists, self.settings, self.pdb_version)
+        self._index = index
+        return state
+
+    def _list_all(self) -> Lists:
+        labels = m.selector(self.settings)
+        items = {kind: self.api.list(path.format(pdb=self.pdb_version), labels=labels,
+                                     metadata_only=kind == "namespaces").items
+                 for kind, path in LISTS.items()}
+        others = None
+        if self.settings.instance is None:
+            others = self.api.list(LISTS["namespaces"], metadata_only=True,
+                                   labels=other_instances_selector(self.settings)).items
+        return Lists(items["namespaces"], items["quotas"], items["deployments"], items["pods"],
+                     items["pdbs"], others)
 
     def nodes(self) -> list[Node]:
-        return observed.nodes(self.api.get("/api/v1/nodes").get("items") or [])
+        found = self.cache.node_lists() if self.cache is not None else None
+        if found is None:
+            found = (self.api.list("/api/v1/nodes").items,
+                     self.api.list("/api/v1/pods", fields=k8s_nodes.FOREIGN_POD_FIELDS,
+                                   labels=k8s_nodes.foreign_pod_labels(self.settings)).items)
+        return k8s_nodes.nodes(found[0], found[1], self.settings)
 
     # --- writes ---------------------------------------------------------------------------
 
-    def apply(self, action: Action) -> None:
-        """Create, scale, reload and update are one server-side apply of the whole object
-        (idempotent); delete removes it if it is still there and ours."""
+    def apply(self, action: Action) -> str | None:
+        """Create, scale, reload and update are one server-side apply per object
+        (idempotent); delete removes it if it is still there and ours. Returns
+        ALREADY_GONE when a delete found nothing to delete."""
         reason = self._closed_because()
         if reason:
             raise RuntimeFault(f"{action.op} {action.kind} {action.id} not applied: {reason}")
         obj = action.obj
         if action.op is Op.DELETE:
             if isinstance(obj, Tenant):
-                self._delete_tenant(obj)
+                done = self._delete_tenant(obj)
             elif isinstance(obj, Quota):
-                self._delete_quota(obj)
+                done = self._delete_quota(obj)
             else:
-                self._delete_pool(obj)
-        elif isinstance(obj, Tenant):
+                done = self._delete_pool(obj)
+            return None if done else ALREADY_GONE
+        if isinstance(obj, Tenant):
             self._apply_tenant(obj)
         elif isinstance(obj, Quota):
             self._apply_quota(obj)
         else:
             self._apply_pool(obj, action.in_place)
+        return None
 
     def _apply_tenant(self, tenant: Tenant) -> None:
         manifest = m.namespace_manifest(tenant.account, self.settings, tenant)
-        path = namespace_path(manifest["metadata"]["name"])
-        self._owned(path, "Namespace")
-        self.api.apply(path, manifest)
+        name = manifest["metadata"]["name"]
+        self.writer.check_namespace(name, f"Tenant {tenant.account}")
+        self.writer.put(observed.namespace_path(name), manifest, "Namespace")
 
-    def _delete_tenant(self, tenant: Tenant) -> None:
+    def _delete_tenant(self, tenant: Tenant) -> bool:
         """Delete the namespace, unless our quota still lives in it (a CapacityLimit for an
         account that no longer calls anything) or objects we did not create do: then only
         the Tenant's mark goes."""
-        name = m.namespace_name(tenant.account, self.settings)
-        path = namespace_path(name)
-        namespace = self._owned(path, "Namespace")
-        if namespace is None:
-            return
-        quota = self.api.get_or_none(quota_path(name))
-        if quota is not None and observed.live(quota):
-            self._unmark_tenant(path)
-            return
-        if self._keep_for_foreign(name, f"Tenant {tenant.account}"):
-            self._unmark_tenant(path)
-            return
-        self.api.delete(path, namespace["metadata"].get("uid"))
-
-    def _unmark_tenant(self, path: str) -> None:
-        """The namespace stays, no longer a Tenant's (observe reports no Tenant for it)."""
-        self.api.request("PATCH", path, content_type=MERGE_PATCH, body={
-            "metadata": {"annotations": {m.SPEC_ANNOTATION: None}}})
+        name = m.account_namespace(tenant.account, self.settings)
+        known = self.writer.namespace(name)
+        quota = bool(self.writer.uid(observed.quota_path(name)))
+        if known is None:  # not observed by this runtime: read what the index would say
+            found = self.writer.existing_namespace(observed.namespace_path(name))
+            if found is None:
+                return False
+            held = self.api.get_or_none(observed.quota_path(name))
+            quota = held is not None and observed.live(held)
+        elif known.terminating:
+            return False
+        if quota or self._keep_for_foreign(name, f"Tenant {tenant.account}"):
+            self.writer.unmark_tenant(name)
+            return True
+        return self.writer.delete(observed.namespace_path(name), "Namespace")
 
     def _keep_for_foreign(self, namespace: str, what: str) -> bool:
         """True (and a warning naming them) when the namespace holds objects without our
@@ -202,92 +256,67 @@ class KubernetesRuntime:
         return found
 
     def _apply_quota(self, quota: Quota) -> None:
-        namespace = m.namespace_name(quota.account, self.settings)
-        self._ensure_namespace(quota.account)
-        path = quota_path(namespace)
-        self._owned(path, "ResourceQuota")
-        self.api.apply(path, m.quota_manifest(quota, self.settings))
+        self.writer.ensure_namespace(quota.account)
+        namespace = m.account_namespace(quota.account, self.settings)
+        self.writer.put(observed.quota_path(namespace), m.quota_manifest(quota, self.settings),
+                        "ResourceQuota")
 
-    def _ensure_namespace(self, account: str) -> None:
-        """A quota needs its namespace even when the account calls nothing (then the
-        namespace has no Tenant mark, and observe reports no Tenant for it)."""
-        manifest = m.namespace_manifest(account, self.settings)
-        path = namespace_path(manifest["metadata"]["name"])
-        existing = self._owned(path, "Namespace")
-        if existing is not None:
-            if existing["metadata"].get("deletionTimestamp"):
-                raise RuntimeFault(f"namespace {manifest['metadata']['name']} is being "
-                                   "deleted; try again once it is gone", retryable=True)
-            return
-        try:
-            self.api.request("POST", "/api/v1/namespaces", body=manifest,
-                             query={"fieldManager": "reconciler"})
-        except ApiError as exc:
-            if exc.status != 409:  # made meanwhile: fine
-                raise
-
-    def _delete_quota(self, quota: Quota) -> None:
+    def _delete_quota(self, quota: Quota) -> bool:
         """Delete the quota; and its namespace when no Tenant lives there (it was made for
         the quota alone)."""
-        namespace_ = m.namespace_name(quota.account, self.settings)
-        found = self._owned(quota_path(namespace_), "ResourceQuota")
-        if found is not None:
-            self.api.delete(quota_path(namespace_), found["metadata"].get("uid"))
-        namespace = self._owned(namespace_path(namespace_), "Namespace")
-        if namespace is None or m.tenant_from(namespace) is not None:
-            return
-        if self._keep_for_foreign(namespace_, f"Quota {quota.account}"):
-            return
-        self.api.delete(namespace_path(namespace_), namespace["metadata"].get("uid"))
+        name = m.account_namespace(quota.account, self.settings)
+        done = self.writer.delete(observed.quota_path(name), "ResourceQuota")
+        known = self.writer.namespace(name)
+        if known is None:
+            found = self.writer.existing_namespace(observed.namespace_path(name))
+            if found is None or readback.tenant_from(found) is not None:
+                return done
+        elif known.tenant or known.terminating:
+            return done
+        if not self._keep_for_foreign(name, f"Quota {quota.account}"):
+            self.writer.delete(observed.namespace_path(name), "Namespace")
+        return done
 
     def _apply_pool(self, pool: WarmPool, in_place: bool) -> None:
         manifest = m.deployment_manifest(pool, self.settings, in_place=in_place)
         meta = manifest["metadata"]
-        path = deployment_path(meta["namespace"], meta["name"])
-        self._owned(path, "Deployment")
+        namespace, name = meta["namespace"], meta["name"]
+        self.writer.check_namespace(namespace, f"pool {pool.id}")
         try:
-            self.api.apply(path, manifest)
+            self.writer.put(observed.deployment_path(namespace, name), manifest, "Deployment")
+            self.writer.put(observed.pdb_path(self.pdb_version, namespace, name),
+                            m.pdb_manifest(pool, self.settings, self.pdb_version),
+                            "PodDisruptionBudget")
         except ApiError as exc:
             if exc.status == 404:
-                raise RuntimeFault(f"pool {pool.id}: namespace {meta['namespace']} does not "
+                raise RuntimeFault(f"pool {pool.id}: namespace {namespace} does not "
                                    f"exist (was Tenant {pool.caller} applied?)") from None
             raise
 
-    def _delete_pool(self, pool: WarmPool) -> None:
-        path = deployment_path(m.namespace_name(pool.caller, self.settings),
-                               m.deployment_name(pool.id))
-        found = self._owned(path, "Deployment")
-        if found is not None:
-            self.api.delete(path, found["metadata"].get("uid"))
-
-    def _owned(self, path: str, kind: str) -> dict[str, Any] | None:
-        """The object at `path` if it exists and is ours; None if absent; a non-retryable
-        fault if someone else's object has the name (it is never changed or deleted)."""
-        obj = self.api.get_or_none(path)
-        if obj is None:
-            return None
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        if labels.get(m.MANAGED_BY) != m.MANAGER:
-            name = path.rsplit("/", 1)[-1]
-            raise RuntimeFault(f"{kind} {name} exists and is not managed by reconciler (no "
-                               f"label {m.SELECTOR}); refusing to change or delete it. "
-                               "Rename or remove it, or label it to hand it over.")
-        return obj
+    def _delete_pool(self, pool: WarmPool) -> bool:
+        namespace = m.pool_namespace(pool.id, self.settings)
+        name = m.deployment_name(pool.id)
+        done = self.writer.delete(observed.deployment_path(namespace, name), "Deployment")
+        self.writer.delete(observed.pdb_path(self.pdb_version, namespace, name),
+                           "PodDisruptionBudget")
+        return done
 
     # --- waiting --------------------------------------------------------------------------
 
     def wait_ready(self, pool_id: str, replicas: int, timeout: float) -> None:
         """Poll the Deployment until `replicas` replicas of its current template are ready.
         A rollout past its progress deadline will not get there by waiting: NotReady."""
-        path = deployment_path(m.pool_namespace(pool_id, self.settings),
-                               m.deployment_name(pool_id))
+        namespace = m.pool_namespace(pool_id, self.settings)
+        name = m.deployment_name(pool_id)
+        path = observed.deployment_path(namespace, name)
         deadline = time.monotonic() + timeout
         while True:
             reason = self._closed_because()
             if reason:
                 raise NotReady(f"pool {pool_id}: stopped waiting ({reason}); the old pool "
                                "keeps serving")
-            deployment = self.api.get_or_none(path)
+            deployment = self.cache.deployment(namespace, name) if self.cache is not None \
+                else self.api.get_or_none(path)
             if deployment is None:
                 raise NotReady(f"pool {pool_id}: its Deployment does not exist")
             ready = observed.ready_count(deployment)
@@ -303,8 +332,8 @@ class KubernetesRuntime:
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
 
     def report(self) -> dict[str, Any]:
-        """What `status` shows beyond the pools: the schedulable nodes. (No agent: the
-        cluster's controllers and kubelets do its work.)"""
+        """What `status` shows beyond the pools: the schedulable nodes with the room left
+        for pools. (No agent: the cluster's controllers and kubelets do its work.)"""
         return {"nodes": [{"name": n.name, "processor": n.processor, "cpu_millis": n.cpu_millis,
                            "memory_bytes": n.memory_bytes, "gpu": n.gpu, "pods": n.pods,
                            "emulated_gpu": False} for n in self.nodes()]}
@@ -317,4 +346,10 @@ class KubernetesRuntime:
         """Nothing to record: pods get their model and code from the image and env."""
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.release()
+            self.cache = None
         self.api.close()
+
+
+

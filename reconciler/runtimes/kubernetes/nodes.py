@@ -1,0 +1,151 @@
+"""Nodes as the scheduler sees them, for placement. Pure: plain dicts in, Nodes out.
+
+Placement (plan/placement.py) puts gpu pools only on nodes with allocatable
+GPUs and cpu pools only on the others, so each class is judged by what its
+pools tolerate:
+- a node that is cordoned, or reports Ready other than True, is left out;
+- a cpu node with a NoSchedule or NoExecute taint is left out (cpu pools
+  carry no tolerations);
+- a gpu node is left out when it misses Settings.kubernetes.gpuNodeSelector,
+  or has such a taint that gpu pools do not tolerate (gpuTolerations plus
+  `nvidia.com/gpu:NoSchedule`, which every gpu pool carries);
+- what is left is the allocatable capacity minus the requests of pods that
+  already run there and that this reconciler instance does not manage
+  (non-terminated, with spec.nodeName): someone else's workloads, system
+  daemons, another instance's engines. The reconciler's own pods are not
+  subtracted: placement counts every desired replica itself. A gpu node
+  whose GPUs are all taken is left out (it stays a gpu node, full).
+Every allocatable value is a Kubernetes quantity (`pods: 1k` is 1000).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.config.model import KubernetesSettings
+from reconciler.quantities import cpu_millis, memory_bytes, parse
+from reconciler.runtimes.kubernetes import manifests as m
+from reconciler.states import Node
+
+Obj = Mapping[str, Any]
+HARD_EFFECTS = ("NoSchedule", "NoExecute")
+DONE_PHASES = ("Succeeded", "Failed")
+# What nodes() lists to find the pods to subtract: scheduled and not finished...
+FOREIGN_POD_FIELDS = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+
+
+def foreign_pod_labels(settings: KubernetesSettings) -> str:
+    """...and not of this instance (pods of ours carry its label; a pod of nobody or of
+    another instance does not)."""
+    return f"{m.INSTANCE_LABEL}!={m.instance_label(settings)}"
+
+
+def schedulable(node: Obj) -> bool:
+    """Not cordoned, and Ready unless it reports no conditions at all."""
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    conditions = (node.get("status") or {}).get("conditions") or ()
+    ready = [c for c in conditions if c.get("type") == "Ready"]
+    return not ready or ready[0].get("status") == "True"
+
+
+def _amount(value: Any, convert: Any = None) -> int:
+    """A quantity as a whole number (0 when absent or malformed: nothing to place there)."""
+    if value is None:
+        return 0
+    try:
+        return int(convert(value) if convert else parse(str(value)))
+    except (ValueError, ArithmeticError):
+        return 0
+
+
+def gpu_tolerations(settings: KubernetesSettings) -> list[Mapping[str, Any]]:
+    return [*settings.gpu_tolerations, m.GPU_TOLERATION]
+
+
+def fits_class(node: Obj, gpu: bool, settings: KubernetesSettings) -> bool:
+    """Would the pools of the node's class (gpu or cpu) be scheduled there?"""
+    tolerations = gpu_tolerations(settings) if gpu else []
+    for taint in (node.get("spec") or {}).get("taints") or ():
+        if taint.get("effect") in HARD_EFFECTS and \
+                not any(m.tolerates(t, taint) for t in tolerations):
+            return False
+    if gpu:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        return all(labels.get(k) == v for k, v in settings.gpu_node_selector.items())
+    return True
+
+
+def pod_requests(pod: Obj) -> tuple[int, int, int]:
+    """(cpu millis, memory bytes, GPUs) a pod holds on its node, as the scheduler counts:
+    the sum of its containers' requests, at least each init container's, plus overhead."""
+    spec = pod.get("spec") or {}
+
+    def of(container: Obj) -> tuple[int, int, int]:
+        requests = (container.get("resources") or {}).get("requests") or {}
+        return (_amount(requests.get("cpu"), cpu_millis),
+                _amount(requests.get("memory"), memory_bytes), _amount(requests.get(m.GPU)))
+
+    total = [0, 0, 0]
+    for container in spec.get("containers") or ():
+        for i, value in enumerate(of(container)):
+            total[i] += value
+    for container in spec.get("initContainers") or ():
+        for i, value in enumerate(of(container)):
+            total[i] = max(total[i], value)
+    overhead = spec.get("overhead") or {}
+    total[0] += _amount(overhead.get("cpu"), cpu_millis)
+    total[1] += _amount(overhead.get("memory"), memory_bytes)
+    return total[0], total[1], total[2]
+
+
+def used_by_others(pods: Iterable[Obj], settings: KubernetesSettings) -> dict[str, list[int]]:
+    """Per node name: [cpu, memory, gpu, pods] held by pods this instance does not manage."""
+    ours = m.instance_label(settings)
+    used: dict[str, list[int]] = {}
+    for pod in pods:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        labels = meta.get("labels") or {}
+        node = spec.get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in DONE_PHASES:
+            continue
+        if labels.get(m.MANAGED_BY) == m.MANAGER and labels.get(m.INSTANCE_LABEL) == ours:
+            continue
+        cpu, memory, gpu = pod_requests(pod)
+        row = used.setdefault(node, [0, 0, 0, 0])
+        row[0] += cpu
+        row[1] += memory
+        row[2] += gpu
+        row[3] += 1
+    return used
+
+
+def to_node(node: Obj, used: list[int] | None = None) -> Node:
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    cpu = _amount(allocatable.get("cpu"), cpu_millis)
+    memory = _amount(allocatable.get("memory"), memory_bytes)
+    gpu = _amount(allocatable.get(m.GPU))
+    pods = _amount(allocatable.get("pods"))
+    taken = used or [0, 0, 0, 0]
+    return Node(name=(node.get("metadata") or {}).get("name", ""),
+                cpu_millis=max(cpu - taken[0], 0), memory_bytes=max(memory - taken[1], 0),
+                pods=max(pods - taken[3], 0), gpu=max(gpu - taken[2], 0) if gpu else 0,
+                labels=MappingProxyType(dict((node.get("metadata") or {}).get("labels") or {})))
+
+
+def nodes(items: Iterable[Obj], pods: Iterable[Obj], settings: KubernetesSettings) -> list[Node]:
+    """The nodes pools may be placed on, with what is free there (module docstring)."""
+    used = used_by_others(pods, settings)
+    result = []
+    for item in items:
+        allocatable = (item.get("status") or {}).get("allocatable") or {}
+        gpu = _amount(allocatable.get(m.GPU)) > 0
+        if schedulable(item) and fits_class(item, gpu, settings):
+            name = (item.get("metadata") or {}).get("name", "")
+            node = to_node(item, used.get(name))
+            if gpu and node.gpu == 0:
+                continue  # every GPU taken: no room for a gpu pool, and no cpu node either
+            result.append(node)
+    return sorted(result, key=lambda n: n.name)
