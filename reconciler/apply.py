@@ -255,7 +255,7 @@ def _resume(journal: Journal | None, plan: Plan) -> str | None:
     """Start this run's journal; what it said about an interrupted earlier run, if any."""
     if journal is None:
         return None
-    last = journal.last_run()
+    last = journal.last_run(unfinished=True)
     message = None
     if last is not None and not last.finished:
         message = (f"resuming: the last apply of plan {last.fingerprint[:12]} (started "

@@ -52,18 +52,26 @@ class Journal:
         self._handle: IO[str] | None = None
         self.warnings: list[str] = []  # damage found and set aside; a failing journal
 
-    def last_run(self) -> Run | None:
+    def last_run(self, *, unfinished: bool = False) -> Run | None:
         """The latest run recorded. A damaged journal (bytes that are not UTF-8, a line that
         is not an event, a torn line) never blocks: it is moved aside (to
         journal.jsonl.damaged-TIME, kept for a human) with a warning, and what its good
-        lines say is returned (a report only: nothing is decided on it)."""
+        lines say is returned (a report only: nothing is decided on it).
+
+        `unfinished`: only a run that did not finish is wanted (what the next apply
+        reports). A journal whose first line begins a run and whose last line ends it is
+        then not read further: it returns None (an apply writes two lines an action, and
+        the next one overwrites them all)."""
         try:
             if not self.path.exists() and not self.path.is_symlink():
                 return None
             if self.path.is_symlink() or not self.path.is_file():
                 self._set_aside("it is not a regular file")
                 return None
-            run, damage = _parse(self.path.read_bytes())
+            raw = self.path.read_bytes()
+            if unfinished and _finished(raw):
+                return None
+            run, damage = _parse(raw)
             if damage:
                 self._set_aside(damage)
             return run
@@ -172,6 +180,19 @@ def _parse(raw: bytes) -> tuple[Run | None, str | None]:
     shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3
                                        else "")
     return run, shown
+
+
+def _finished(raw: bytes) -> bool:
+    """Whether the journal's first line is a begin event and its last line an end event."""
+    first_end, last_start = raw.find(b"\n"), raw.rfind(b"\n", 0, len(raw) - 1) + 1
+    if not raw.endswith(b"\n") or first_end + 1 >= last_start:
+        return False
+    try:
+        first, last = raw[:first_end].decode(), raw[last_start:-1].decode()
+    except UnicodeDecodeError:
+        return False
+    run = _take(first, None)
+    return isinstance(run, Run) and _take(last, run) is None and run.finished
 
 
 def _take(line: str, run: Run | None) -> Run | str | None:

@@ -111,6 +111,7 @@ class Loop:
                     if full_next is not None:
                         full_next()  # an incremental reconcile re-reads everything
                 record = self.run_pass(reason)
+                self.source.settle()
                 retry = record.result in (ERROR, FAILED)
                 if retry:
                     delay = self.backoff.next()

@@ -76,6 +76,11 @@ class Source(Protocol):
         only its current content exists)."""
         ...
 
+    def settle(self) -> None:
+        """Idle work between passes, so that the next pass does not pay for it (Git:
+        bring the checkout's index up to date). Never raises."""
+        ...
+
     def close(self) -> None:
         """Stop any watcher; release resources."""
         ...

@@ -91,6 +91,9 @@ class DirectorySource:
         )
         self._thread.start()
 
+    def settle(self) -> None:
+        """Nothing to do: the directory is the user's."""
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -203,3 +203,25 @@ def test_backoff_doubles_from_one_second_up_to_the_cap(tmp_path: Path) -> None:
     assert [loop.backoff.next() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     loop.backoff.reset()
     assert loop.backoff.next() == 1.0
+
+
+def test_the_source_settles_after_every_pass(repo: GitRepo, tmp_path: Path) -> None:
+    class Settling(GitSource):
+        settled: list[int] = []
+
+        def settle(self) -> None:
+            self.settled.append(len(pipeline.calls))
+            super().settle()
+
+    source = Settling(str(repo.remote), cache_root=tmp_path / "cache")
+    pipeline = Pipeline()
+    state = DaemonState(repo=source.location, branch="main", path="", mode="git")
+    loop = Loop(source, pipeline, state, Metrics(), interval=0.1, resync=3600, backoff_max=0.4)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(Settling.settled) >= 2, 5, "two passes settled")
+    finally:
+        loop.stop()
+        thread.join(5)
+    assert Settling.settled[:2] == [1, 2], "settled after each pass, before the next"

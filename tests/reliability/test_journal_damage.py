@@ -48,3 +48,26 @@ def test_a_daemon_pass_is_not_blocked_by_it(tmp_path: Path) -> None:
     assert done.returncode == 0, clean(done)
     assert "moved aside" in done.stderr and "pass applied" in done.stderr
     assert list(pools_in(state)) == ["alice.acme.adder.aaaaaaaaaaaa"]
+
+
+def test_a_finished_run_is_read_from_its_first_and_last_lines(tmp_path: Path) -> None:
+    """An apply of 100,000 creates leaves 200,000 lines; the next apply (a daemon pass a
+    webhook waits for) reads only the begin and end lines of a finished run: nothing to
+    report. A run that
+    did not finish is read whole, damage and all."""
+    from reconciler.apply_journal import Journal
+
+    begin = b'{"event": "begin", "fingerprint": "sha256:ab", "actions": 2, "time": "T"}\n'
+    middle = b'{"event": "done", "action": "create WarmPool a"}\n42\n'
+    end = b'{"event": "end", "time": "T"}\n'
+    (tmp_path / "journal.jsonl").write_bytes(begin + middle + end)
+    journal = Journal(tmp_path)
+    assert journal.last_run(unfinished=True) is None
+    assert journal.warnings == [] and not list(tmp_path.glob("journal.jsonl.damaged-*"))
+
+    (tmp_path / "journal.jsonl").write_bytes(begin + middle)
+    journal = Journal(tmp_path)
+    run = journal.last_run(unfinished=True)
+    assert run is not None and not run.finished and run.done == ["create WarmPool a"]
+    assert "line 3 is not an event" in journal.warnings[0]
+    assert len(list(tmp_path.glob("journal.jsonl.damaged-*"))) == 1
