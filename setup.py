@@ -9,10 +9,13 @@ the wheel as the package data `reconciler/schemas/*.json`, which
 the package and ship as package data too.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
-    packages=[*find_packages(include=["reconciler", "reconciler.*"]), "reconciler.schemas"],
+    # namespace packages: the data-only folders (templates, ui) are packages too, so
+    # setuptools ships their files without warning that they might be importable
+    packages=[*find_namespace_packages(include=["reconciler", "reconciler.*"],
+                                       exclude=["*.__pycache__"]), "reconciler.schemas"],
     package_dir={"reconciler.schemas": "schemas"},
     package_data={"reconciler.schemas": ["*.json"], "reconciler": ["templates/**/*"],
                   "reconciler.daemon": ["ui/templates/*.html", "ui/static/*.js",
