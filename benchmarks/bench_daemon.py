@@ -6,9 +6,8 @@ in one file, commits, POSTs a signed push webhook and times until the daemon
 logs that the pass applied that commit (the store has it). The daemon's RSS
 is read from /proc after every commit.
 
-The daemon runs with `--no-agent` when the CLI has it; until then the local
-agent is switched off in-process (100,000 pools would start as many workers),
-the way the tests can: Daemon._start_agent is replaced by a no-op.
+The daemon runs with `--no-agent`: the bench measures the controller (100,000
+pools would start as many workers).
 """
 
 from __future__ import annotations
@@ -31,19 +30,6 @@ from generate import commit_all
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
-NO_AGENT_SHIM = (
-    "import sys\n"
-    "from reconciler.daemon import service\n"
-    "service.Daemon._start_agent = lambda self: None  # the bench measures the controller\n"
-    "from reconciler.cli import main\n"
-    "main(sys.argv[1:])\n"
-)
-
-
-def has_no_agent_flag() -> bool:
-    done = subprocess.run([sys.executable, "-m", "reconciler", "daemon", "--help"],
-                          capture_output=True, text=True, cwd=ROOT)
-    return "--no-agent" in done.stdout
 
 
 def rss_mb(pid: int) -> float:
@@ -59,10 +45,7 @@ class DaemonProcess:
     def __init__(self, repo: Path, state: Path, env: dict[str, str]) -> None:
         args = ["daemon", "--repo", str(repo), "--state", str(state), "--interval", "1h",
                 "--resync", "1h", "--listen", "127.0.0.1:0", "--log-format", "json"]
-        if has_no_agent_flag():
-            command = [sys.executable, "-m", "reconciler", *args, "--no-agent"]
-        else:
-            command = [sys.executable, "-c", NO_AGENT_SHIM, *args]
+        command = [sys.executable, "-m", "reconciler", *args, "--no-agent"]
         self.state = state
         self.lines: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
         self.proc = subprocess.Popen(command, env={**env, "RECONCILER_WEBHOOK_SECRET": SECRET},
