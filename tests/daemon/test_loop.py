@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,18 +62,28 @@ def repo(tmp_path: Path) -> GitRepo:
     return repo
 
 
-@pytest.fixture
-def running(repo: GitRepo, tmp_path: Path) -> Iterator[tuple[Loop, Pipeline, GitRepo]]:
-    source = GitSource(str(repo.remote), cache_root=tmp_path / "cache")
-    pipeline = Pipeline()
+@contextmanager
+def looping(source: GitSource, pipeline: Pipeline, interval: float) -> Iterator[Loop]:
+    """A loop running in a thread, stopped (and joined) at the end of the block."""
     state = DaemonState(repo=source.location, branch="main", path="", mode="git")
-    loop = Loop(source, pipeline, state, Metrics(), interval=0.2, resync=3600, backoff_max=0.4)
+    loop = Loop(source, pipeline, state, Metrics(), interval=interval, resync=3600,
+                backoff_max=0.4)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
-    yield loop, pipeline, repo
-    loop.stop()
-    thread.join(5)
+    try:
+        yield loop
+    finally:
+        loop.stop()
+        thread.join(5)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def running(repo: GitRepo, tmp_path: Path) -> Iterator[tuple[Loop, Pipeline, GitRepo]]:
+    pipeline = Pipeline()
+    with looping(GitSource(str(repo.remote), cache_root=tmp_path / "cache"), pipeline,
+                 0.2) as loop:
+        yield loop, pipeline, repo
 
 
 def status(loop: Loop) -> dict:
@@ -215,13 +226,6 @@ def test_the_source_settles_after_every_pass(repo: GitRepo, tmp_path: Path) -> N
 
     source = Settling(str(repo.remote), cache_root=tmp_path / "cache")
     pipeline = Pipeline()
-    state = DaemonState(repo=source.location, branch="main", path="", mode="git")
-    loop = Loop(source, pipeline, state, Metrics(), interval=0.1, resync=3600, backoff_max=0.4)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    try:
+    with looping(source, pipeline, 0.1):
         wait_for(lambda: len(Settling.settled) >= 2, 5, "two passes settled")
-    finally:
-        loop.stop()
-        thread.join(5)
     assert Settling.settled[:2] == [1, 2], "settled after each pass, before the next"
