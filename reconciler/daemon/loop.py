@@ -111,7 +111,6 @@ class Loop:
                     if full_next is not None:
                         full_next()  # an incremental reconcile re-reads everything
                 record = self.run_pass(reason)
-                self.source.settle()
                 retry = record.result in (ERROR, FAILED)
                 if retry:
                     delay = self.backoff.next()
@@ -119,6 +118,7 @@ class Loop:
                 else:
                     self.backoff.reset()
                     delay = self.interval * random.uniform(0.9, 1.1)
+                self.source.settle()  # idle work, off the next pass's path
                 delay = max(0.0, min(delay, next_resync - time.monotonic()))
                 reason = self._wait(delay) or ("retry" if retry else "poll")
         finally:
