@@ -82,6 +82,12 @@ def test_the_engine_container_runs_the_worker_with_its_settings_and_the_data_vol
         "RECONCILER_MODEL_DIGEST": pool.model_digest, "RECONCILER_POOL_ID": pool.id,
         "RECONCILER_LISTEN": "0.0.0.0:8080", "RECONCILER_DATA_ROOT": "/data"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    # the default warmupTimeout (120 s): restarted unless warm within 24 probes 5 s apart
+    assert container["startupProbe"] == {"httpGet": {"path": "/healthz", "port": 8080},
+                                         "periodSeconds": 5, "failureThreshold": 24}
+    quick = m.deployment_manifest(dataclasses.replace(pool, warmup_timeout=2.5), SETTINGS)
+    assert quick["spec"]["template"]["spec"]["containers"][0]["startupProbe"][
+        "failureThreshold"] == 3  # every second, rounded up
     assert "volumeMounts" not in container  # no dataVolume: the image carries the data
     with_data = dataclasses.replace(SETTINGS, data_volume=MappingProxyType(
         {"nfs": MappingProxyType({"server": "nfs.example", "path": "/models"})}))

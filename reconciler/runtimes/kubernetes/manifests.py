@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -223,6 +224,7 @@ def deployment_manifest(pool: WarmPool, settings: KubernetesSettings, *,
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT},
                            "periodSeconds": 5},
+        "startupProbe": startup_probe(pool.warmup_timeout),
     }
     pod_spec: dict[str, Any] = {"containers": [container], **scheduling_of(pool)}
     if settings.data_volume:
@@ -243,6 +245,15 @@ def deployment_manifest(pool: WarmPool, settings: KubernetesSettings, *,
             },
         },
     }
+
+
+def startup_probe(warmup_timeout: float) -> dict[str, Any]:
+    """The version's warmupTimeout as the kubelet's startup probe: a replica not warm in
+    time is restarted (the local agent stops it too). Probed every 5 s, every second
+    when the timeout is shorter than that."""
+    period = 5 if warmup_timeout >= 5 else 1
+    return {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": period,
+            "failureThreshold": max(1, math.ceil(warmup_timeout / period))}
 
 
 def strategy(in_place: bool) -> dict[str, Any]:
