@@ -195,8 +195,8 @@ def aggregate_pools(config: Config) -> dict[PoolKey, PoolCount]:
 
 def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None:
     # Many reservations select the same version the same way: resolve each
-    # (algorithm, versionType, VERSION) once. None: it does not resolve. Counts are
-    # gathered in lists and made into PoolCounts once, at the end.
+    # (algorithm, versionType, VERSION) once, with the tail of its reasons. None: it does
+    # not resolve. Counts are gathered in lists and made into PoolCounts once, at the end.
     resolved: dict[tuple[str, VersionType], tuple[Algorithm, Version, str] | None] = {}
     members = {name: frozenset(account.members) for name, account in config.accounts.items()
                if account.members}
@@ -209,21 +209,24 @@ def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None
             target = resolved[how]
         else:
             target = resolved[how] = _resolve(reservation, config.algorithms)
-        if target is None or reservation.caller not in accounts:
+        if target is None:
             continue
-        algorithm, version, label = target
-        caller, owner = reservation.caller, algorithm.owner
+        caller = reservation.caller
+        if caller not in accounts:
+            continue
+        algorithm, version, tail = target
+        owner = algorithm.owner
         # may_access (the owner or one of its members) needs no further check
         if caller != owner and caller not in members.get(owner, ()) and \
                 access_error(reservation, algorithm, version, accounts):
             continue
-        key = (reservation.caller, algorithm.ref, version.commit)
+        key = (caller, algorithm.ref, version.commit)
         entry = gathered.get(key)
         if entry is None:
-            entry = gathered[key] = (reservation.caller, algorithm, version, [], [], [])
+            entry = gathered[key] = (caller, algorithm, version, [], [], [])
         entry[3].append(reservation.replicas)
         entry[4].append(name)
-        entry[5].append(f"reservation {name} ({reservation.version_type} -> {label})")
+        entry[5].append("reservation " + name + tail)
     for key, (caller, algo, found, replicas, sources, reasons) in gathered.items():
         pools[key] = PoolCount(caller, algo, found, sum(replicas), tuple(sources),
                                tuple(reasons))
@@ -231,7 +234,8 @@ def _count_reservations(config: Config, pools: dict[PoolKey, PoolCount]) -> None
 
 def _resolve(reservation: Reservation, algorithms: Mapping[str, Algorithm],
              ) -> tuple[Algorithm, Version, str] | None:
-    """(algorithm, version, its label) a reservation selects; None when it does not resolve."""
+    """(algorithm, version, the tail of its reasons: " (TYPE -> LABEL)") a reservation
+    selects; None when it does not resolve."""
     algorithm = algorithms.get(reservation.algorithm_ref)
     if algorithm is None:
         return None
@@ -239,7 +243,8 @@ def _resolve(reservation: Reservation, algorithms: Mapping[str, Algorithm],
         version = resolve_version(reservation, algorithm)
     except ResolveError:
         return None
-    return algorithm, version, version.version or version.commit[:12]
+    label = version.version or version.commit[:12]
+    return algorithm, version, f" ({reservation.version_type} -> {label})"
 
 
 def _apply_minimums(config: Config, pools: dict[PoolKey, PoolCount]) -> None:
