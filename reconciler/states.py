@@ -29,6 +29,11 @@ def pool_id(caller: str, owner: str, name: str, commit: str) -> str:
     return f"{caller}.{owner}.{name}.{commit[:12]}"
 
 
+# A live object a runtime found outside the place the config now gives it (Kubernetes: a
+# namespace of the old namespacePrefix) has the id `ID@WHERE`; config ids never hold "@".
+ELSEWHERE = "@"
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """A calling account's space on the runtime (a namespace on Kubernetes)."""
