@@ -59,8 +59,29 @@ def test_unreachable_cluster_is_an_error_not_a_traceback(tmp_path: Path) -> None
     result = reconciler("plan", str(root), "--runtime", "kubernetes",
                         "--kubeconfig", str(missing))
     assert result.returncode == 1
-    assert "cannot load Kubernetes credentials" in result.stderr
+    assert f"cannot load Kubernetes credentials from {missing} (--kubeconfig): no such file" \
+        in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_apply_that_fails_says_what_was_not_attempted(tmp_path: Path, prefix: str,
+                                                         kubeconfig: Path, api: Api) -> None:
+    # alice's namespace is someone else's: her Tenant fails, her quota and pool are not
+    # attempted, bob's objects are applied; the closing error says so.
+    root = write_config(tmp_path / "repo", prefix)
+    api.request("POST", "/api/v1/namespaces", body={
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{prefix}alice"}})
+    try:
+        result = reconciler("apply", str(root), "--runtime", "kubernetes", "--kubeconfig",
+                            str(kubeconfig), "--state", str(tmp_path / "state"),
+                            "--auto-approve")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "error: 1 action(s) failed and 2 not attempted; the others were applied" \
+            in result.stderr
+        assert "Traceback" not in result.stderr
+        assert api.get_or_none(f"/api/v1/namespaces/{prefix}bob") is not None
+    finally:
+        api.delete(f"/api/v1/namespaces/{prefix}alice")
 
 
 def make_ready_pod(api: Api, namespace: str, name: str, template: dict) -> None:

@@ -80,6 +80,13 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
     if not path and Path("~/.kube/config").expanduser().exists():
         path = str(Path("~/.kube/config").expanduser())
     configuration = client.Configuration()
+    # KUBECONFIG may list several files (merged, as kubectl does); one missing file of a
+    # list is skipped by the loader, a single one named is an error of its own.
+    if path and os.pathsep not in path and not Path(path).expanduser().is_file():
+        what = "no such file" if not Path(path).expanduser().exists() else "not a file"
+        source = "--kubeconfig" if kubeconfig else "KUBECONFIG"
+        raise ReconcilerError(f"cannot load Kubernetes credentials from {path} ({source}): "
+                              f"{what}")
     try:
         if path:
             config.load_kube_config(config_file=path, context=context,
