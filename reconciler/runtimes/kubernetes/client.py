@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import threading
 import time
@@ -87,6 +88,8 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
         source = "--kubeconfig" if kubeconfig else "KUBECONFIG"
         raise ReconcilerError(f"cannot load Kubernetes credentials from {path} ({source}): "
                               f"{what}")
+    plugin = _PluginErrors()
+    logging.getLogger().addHandler(plugin)  # also keeps logging.error from basicConfig()
     try:
         if path:
             config.load_kube_config(config_file=path, context=context,
@@ -105,6 +108,13 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
             "it is not a kubeconfig (a mapping with clusters, users and contexts)"
         raise ReconcilerError(f"cannot load Kubernetes credentials from {where}{hint}: "
                               f"{detail}") from None
+    finally:
+        logging.getLogger().removeHandler(plugin)
+    if plugin.messages:
+        # The client logs a failed exec plugin (aws, gke-gcloud-auth-plugin, kubelogin) and
+        # goes on without credentials: every request would be a bare 401.
+        raise ReconcilerError(f"cannot load Kubernetes credentials from {path}: the user's "
+                              f"exec plugin failed: {'; '.join(plugin.messages)}")
     configuration.retries = 0  # every attempt goes through Api.request: counted, backed off
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0,
                                                 POOL_SIZE)
@@ -117,6 +127,18 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
     api_client = client.ApiClient(configuration)
     api_client.user_agent = USER_AGENT
     return api_client
+
+
+class _PluginErrors(logging.Handler):
+    """The errors the official client's kubeconfig loader logs instead of raising."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.module == "kube_config":
+            self.messages.append(record.getMessage())
 
 
 class Breaker:
