@@ -173,3 +173,29 @@ def test_kubectl_apply_of_render_works_on_its_first_run(tmp_path: Path, prefix: 
     plan = plan_for(root, runtime)  # kubectl's objects are the reconciler's own: no changes
     assert plan.empty, [(a.op, a.id, [(c.path, c.before) for c in a.changes])
                         for a in plan.actions]
+
+
+def test_a_server_that_refuses_says_so_on_each_retry(tmp_path: Path) -> None:
+    # The kubeconfig names a port where nothing listens: every attempt is shown as it is
+    # retried (an unanswered one can take the whole request timeout), then the error, in
+    # words rather than urllib3's wrapping.
+    from envtest import free_port
+
+    root = write_config(tmp_path / "repo", "acct-")
+    host = f"https://127.0.0.1:{free_port()}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": host,
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    result = reconciler("plan", str(root), "--runtime", "kubernetes", "--kubeconfig",
+                        str(kubeconfig), "--state", str(tmp_path / "state"))
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.splitlines()
+    retries = [line for line in lines if "trying again in" in line]
+    assert len(retries) == 4 and "(attempt 5 of 5)" in retries[-1], result.stderr
+    assert lines[-1].startswith(f"error: GET /apis/policy/v1: cannot reach the API server at "
+                                f"{host}: ") and "Connection refused" in lines[-1]
+    assert "HTTPSConnectionPool" not in result.stderr and "Traceback" not in result.stderr

@@ -37,6 +37,7 @@ from reconciler.backoff import Backoff
 from reconciler.errors import ReconcilerError, RuntimeFault
 from reconciler.runtimes.base import Unavailable
 
+log = logging.getLogger("reconciler.runtimes.kubernetes")
 FIELD_MANAGER = "reconciler"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -226,6 +227,9 @@ class Api:
                 delay = backoff.next()
                 if exc.retry_after is not None:
                     delay = exc.retry_after + delay / 10  # the server's word, a little spread
+                if exc.status == 0:  # no answer (each may have taken the whole timeout): say so
+                    log.warning("%s; trying again in %.1fs (attempt %d of %d)", exc,
+                                delay, attempt + 1, self.attempts)
                 self.sleep(delay)
                 continue
             self.breaker.record(None)
@@ -251,7 +255,7 @@ class Api:
                          exc.headers) from None
         except (HTTPError, OSError) as exc:
             raise ApiError(f"{method} {path}: cannot reach the API server at "
-                           f"{self.host}: {exc}", 0) from None
+                           f"{self.host}: {_why(exc)}", 0) from None
         if not 200 <= response.status < 300:
             raise _fault(method, path, response.status, response.reason, data,
                          response.headers)
@@ -330,6 +334,18 @@ class Api:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _why(exc: BaseException) -> str:
+    """urllib3's error without its wrapping: `Connection refused`, `Read timed out. (read
+    timeout=30.0)`, not `HTTPSConnectionPool(...): Max retries exceeded ... (Caused by ...)`."""
+    reason = getattr(exc, "reason", None)  # MaxRetryError: the underlying error
+    text = str(reason if isinstance(reason, BaseException) else exc)
+    if text.startswith("HTTP") and "): " in text:  # "HTTPSConnection(host=.., port=..): "
+        text = text.split("): ", 1)[1]
+    if text.startswith("Failed to establish a new connection: "):
+        text = text[len("Failed to establish a new connection: "):]
+    return text
 
 
 def _fault(method: str, path: str, status: int, reason: str | None, body: Any,
