@@ -193,7 +193,8 @@ def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSet
         _writers("PodDisruptionBudget", pdb, want_pdb, writers)
     if not changed:
         return pool
-    return WarmPool.from_json({**pool.to_json(), "drift": changed})
+    return WarmPool.from_json({**pool.to_json(), "drift": changed,
+                               "drift_rolls": drift.template_drift(obj, want)})
 
 
 def _writers(kind: str, obj: Obj, manifest: Mapping[str, Any],
