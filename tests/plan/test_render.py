@@ -163,6 +163,6 @@ def test_drift_is_said_in_words_without_an_empty_arrow():
     plan = make_plan(desired_of(wanted), LiveState(pools=(edited,), revision="r"),
                      big_nodes(), runtime="kubernetes")
     text = render_text(plan.to_json())
-    assert "    drift (apply reverts it): Deployment spec.x is 1, reconciler sets 2\n" in text
+    assert "    drift: Deployment spec.x is 1, reconciler sets 2\n" in text
     assert " -> \n" not in text and not text.rstrip().endswith("->")
-    assert "drift (apply reverts it): Deployment spec.x" in render_markdown(plan.to_json())[0]
+    assert "drift: Deployment spec.x" in render_markdown(plan.to_json())[0]
