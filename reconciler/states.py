@@ -29,6 +29,11 @@ def pool_id(caller: str, owner: str, name: str, commit: str) -> str:
     return f"{caller}.{owner}.{name}.{commit[:12]}"
 
 
+# A live object a runtime found outside the place the config now gives it (Kubernetes: a
+# namespace of the old namespacePrefix) has the id `ID@WHERE`; config ids never hold "@".
+ELSEWHERE = "@"
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """A calling account's space on the runtime (a namespace on Kubernetes)."""
@@ -94,6 +99,11 @@ class WarmPool:
     # model (e.g. a Deployment's strategy or probes), described; "" when nothing is. A
     # desired pool has "", so such drift is an `update` that writes the pool again.
     drift: str = ""
+    # Live pools only: whether writing the drift back replaces replicas (it is in what the
+    # replicas run: on Kubernetes, the pod template). False when it is not (a
+    # PodDisruptionBudget, a Deployment's labels or strategy): such an update needs no room
+    # for an extra replica. Left out of to_json() at its default.
+    drift_rolls: bool = True
 
     @property
     def algorithm(self) -> str:
@@ -110,6 +120,8 @@ class WarmPool:
             del data["warmup_timeout"]
         if not self.drift:
             del data["drift"]  # only live pools have it: plans and annotations stay as before
+        if self.drift_rolls:
+            del data["drift_rolls"]
         return data
 
     @classmethod

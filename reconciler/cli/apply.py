@@ -240,8 +240,12 @@ def _confirm_and_execute(target: Runtime, plan: Plan, auto_approve: bool,
         record(result.to_json(), plan.source_commit)
     print_result(result)
     if not result.ok:
-        raise ApplyFailed(f"{len(result.failed)} action(s) failed; the others were applied "
-                          "(see above). Fix the cause and run apply again.")
+        skipped = result.counts.get("skipped", 0)
+        done = len(result.entries) - len(result.failed) - skipped
+        also = f" and {skipped} not attempted" if skipped else ""
+        rest = "the others were applied" if done else "nothing else was applied"
+        raise ApplyFailed(f"{len(result.failed)} action(s) failed{also}; {rest} (see above). "
+                          "Fix the cause and run apply again.")
 
 
 MARKS = {"created": "+", "configured": "~", "deleted": "-", "deferred": "…", "failed": "✗",

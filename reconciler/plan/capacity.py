@@ -306,10 +306,20 @@ def _check_moves(cluster: _Cluster, actions: Sequence[Action], report: CapacityR
                [action.wait_for, old.id], allow)
 
 
+def rolls(action: Action) -> bool:
+    """Does the action replace a pool's replicas one by one (a reload, or an update of what
+    they run)? Not an update whose only change is drift outside it (drift_rolls False)."""
+    if action.kind is not ResourceKind.WARM_POOL or action.op not in (Op.RELOAD, Op.UPDATE):
+        return False
+    live = action.before
+    return not (isinstance(live, WarmPool) and not live.drift_rolls
+                and all(c.path == "drift" for c in action.changes))
+
+
 def _check_rolling(cluster: _Cluster, actions: Sequence[Action], report: CapacityReport,
                    allow: bool) -> None:
     for action in actions:
-        if action.kind is not ResourceKind.WARM_POOL or action.op not in (Op.RELOAD, Op.UPDATE):
+        if not rolls(action):
             continue
         pool = action.after
         assert isinstance(pool, WarmPool)
@@ -361,7 +371,7 @@ def _quota_moves(quotas: dict[str, Quota], steady: dict[str, tuple[int, int]],
 def _quota_rolling(quotas: dict[str, Quota], steady: dict[str, tuple[int, int]],
                    actions: Sequence[Action], report: CapacityReport, allow: bool) -> None:
     for action in actions:
-        if action.kind is not ResourceKind.WARM_POOL or action.op not in (Op.RELOAD, Op.UPDATE):
+        if not rolls(action):
             continue
         pool = action.after
         assert isinstance(pool, WarmPool)

@@ -26,7 +26,8 @@ from reconciler.plan.plans import Plan, Resource
 from reconciler.states import DesiredState, LiveState, Quota, ResourceKind, Tenant, WarmPool
 
 # not fingerprinted: code_digest (digests of local code), drift (live pools only)
-_POOL_FIELDS = tuple(f.name for f in fields(WarmPool) if f.name not in ("code_digest", "drift"))
+_POOL_FIELDS = tuple(f.name for f in fields(WarmPool)
+                     if f.name not in ("code_digest", "drift", "drift_rolls"))
 _QUOTA_FIELDS = tuple(f.name for f in fields(Quota))
 _TENANT_FIELDS = tuple(f.name for f in fields(Tenant))
 _ROW = attrgetter(*_POOL_FIELDS)

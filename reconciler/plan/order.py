@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 from reconciler.plan.plans import Action, Op
-from reconciler.states import ResourceKind, WarmPool
+from reconciler.states import ELSEWHERE, ResourceKind, WarmPool
 
 _ACCOUNT_PHASE = {
     (ResourceKind.TENANT, Op.CREATE): 0,
@@ -63,19 +63,25 @@ def mark_moves(actions: Sequence[Action], desired_pools: Iterable[WarmPool]) -> 
     pools for the same caller and algorithm, the target is the one this plan
     creates, else the one with the lowest id, so the choice is stable from
     one plan to the next: a deferred delete reappears with the same target
-    until it completes.
+    until it completes. A pool a runtime found in another place (`ID@WHERE`:
+    Kubernetes after a namespacePrefix change) moves to the pool with its own id
+    when that is desired, not to a sibling of the same caller and algorithm.
     """
     if not any(a.op is Op.DELETE and a.kind is ResourceKind.WARM_POOL for a in actions):
         return list(actions)
     created = {a.id for a in actions if a.op is Op.CREATE and a.kind is ResourceKind.WARM_POOL}
     targets: dict[tuple[str, str], WarmPool] = {}
+    by_id: dict[str, WarmPool] = {}
     for pool in sorted(desired_pools, key=lambda p: (p.id not in created, p.id)):
         targets.setdefault((pool.caller, pool.algorithm), pool)
+        by_id[pool.id] = pool
     marked: list[Action] = []
     for action in actions:
         old = action.before
         if action.op is Op.DELETE and isinstance(old, WarmPool):
-            target = targets.get((old.caller, old.algorithm))
+            target = by_id.get(old.id.partition(ELSEWHERE)[0]) if ELSEWHERE in old.id \
+                else None
+            target = target or targets.get((old.caller, old.algorithm))
             if target is not None:
                 label = target.version or target.commit[:12]
                 action = dataclasses.replace(

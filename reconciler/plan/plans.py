@@ -162,6 +162,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "str | None": (str, type(None)),
     "int | None": (int, type(None)), "tuple[str, ...]": _LIST,
     "float": (float, int),  # seconds (WarmPool.warmup_timeout): JSON may write 120 or 120.0
+    "bool": (bool,),
 }
 # Per kind: the class, and (field, JSON types, required) for each of its fields
 _SHAPES: dict[ResourceKind, tuple[type, tuple[tuple[str, tuple[type, ...], bool], ...]]] = {

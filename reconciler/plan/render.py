@@ -81,6 +81,9 @@ def action_details(action: Data) -> list[str]:
             break  # the header already shows the replicas
         if op == "create" and change["after"] is not None:
             lines.append(f"    {change['path']} = {_value(change['after'])}")
+        elif change["path"] == "drift" and not change["after"]:
+            # what differs from what the reconciler writes, in words (the desired side is "")
+            lines.append(f"    drift: {_value(change['before'])}")
         elif op not in ("create", "delete"):
             lines.append(f"    {change['path']}: {_value(change['before'])} -> "
                          f"{_value(change['after'])}")

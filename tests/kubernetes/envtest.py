@@ -46,12 +46,14 @@ class EnvtestError(RuntimeError):
 
 
 def find_assets(test_file: Path) -> Path | None:
-    """$KUBEBUILDER_ASSETS, else <workspace>/shared/envtest next to the repo; None if absent."""
+    """$KUBEBUILDER_ASSETS, else shared/envtest in a folder above the repo (the workspace
+    next to it, or further up for a worktree in a subfolder such as <workspace>/wt/NAME);
+    None if absent."""
     candidates = []
     if os.environ.get("KUBEBUILDER_ASSETS"):
         candidates.append(Path(os.environ["KUBEBUILDER_ASSETS"]))
     # tests/kubernetes/<file> -> parents[2] is the repo, parents[3] the workspace
-    candidates.append(test_file.resolve().parents[3] / "shared" / "envtest")
+    candidates += [parent / "shared" / "envtest" for parent in test_file.resolve().parents[3:]]
     for folder in candidates:
         if all(os.access(folder / name, os.X_OK) for name in BINARIES):
             return folder

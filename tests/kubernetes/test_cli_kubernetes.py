@@ -59,8 +59,29 @@ def test_unreachable_cluster_is_an_error_not_a_traceback(tmp_path: Path) -> None
     result = reconciler("plan", str(root), "--runtime", "kubernetes",
                         "--kubeconfig", str(missing))
     assert result.returncode == 1
-    assert "cannot load Kubernetes credentials" in result.stderr
+    assert f"cannot load Kubernetes credentials from {missing} (--kubeconfig): no such file" \
+        in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_apply_that_fails_says_what_was_not_attempted(tmp_path: Path, prefix: str,
+                                                         kubeconfig: Path, api: Api) -> None:
+    # alice's namespace is someone else's: her Tenant fails, her quota and pool are not
+    # attempted, bob's objects are applied; the closing error says so.
+    root = write_config(tmp_path / "repo", prefix)
+    api.request("POST", "/api/v1/namespaces", body={
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{prefix}alice"}})
+    try:
+        result = reconciler("apply", str(root), "--runtime", "kubernetes", "--kubeconfig",
+                            str(kubeconfig), "--state", str(tmp_path / "state"),
+                            "--auto-approve")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "error: 1 action(s) failed and 2 not attempted; the others were applied" \
+            in result.stderr
+        assert "Traceback" not in result.stderr
+        assert api.get_or_none(f"/api/v1/namespaces/{prefix}bob") is not None
+    finally:
+        api.delete(f"/api/v1/namespaces/{prefix}alice")
 
 
 def make_ready_pod(api: Api, namespace: str, name: str, template: dict) -> None:
@@ -152,3 +173,29 @@ def test_kubectl_apply_of_render_works_on_its_first_run(tmp_path: Path, prefix: 
     plan = plan_for(root, runtime)  # kubectl's objects are the reconciler's own: no changes
     assert plan.empty, [(a.op, a.id, [(c.path, c.before) for c in a.changes])
                         for a in plan.actions]
+
+
+def test_a_server_that_refuses_says_so_on_each_retry(tmp_path: Path) -> None:
+    # The kubeconfig names a port where nothing listens: every attempt is shown as it is
+    # retried (an unanswered one can take the whole request timeout), then the error, in
+    # words rather than urllib3's wrapping.
+    from envtest import free_port
+
+    root = write_config(tmp_path / "repo", "acct-")
+    host = f"https://127.0.0.1:{free_port()}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": host,
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    result = reconciler("plan", str(root), "--runtime", "kubernetes", "--kubeconfig",
+                        str(kubeconfig), "--state", str(tmp_path / "state"))
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.splitlines()
+    retries = [line for line in lines if "trying again in" in line]
+    assert len(retries) == 4 and "(attempt 5 of 5)" in retries[-1], result.stderr
+    assert lines[-1].startswith(f"error: GET /apis/policy/v1: cannot reach the API server at "
+                                f"{host}: ") and "Connection refused" in lines[-1]
+    assert "HTTPSConnectionPool" not in result.stderr and "Traceback" not in result.stderr

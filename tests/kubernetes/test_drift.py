@@ -95,3 +95,42 @@ def test_another_writer_of_replicas_is_named_in_a_warning(
     (warning,) = [str(w) for w in plan.warnings if "autoscaler" in str(w)]
     assert "field manager 'autoscaler' also writes Deployment spec.replicas" in warning
     assert f"{prefix}alice/{name}" in warning
+
+
+def test_drift_outside_the_pod_template_needs_no_room_for_an_extra_replica(
+        tmp_path: Path, prefix: str, api: Api, runtime: KubernetesRuntime) -> None:
+    # alice runs 2 replicas with maxEngines 2: a rolling replacement has no room for a
+    # third. A PDB or label edited by hand is written back without replacing any replica,
+    # so the plan is not refused for it (the daemon would refuse every pass, and with it
+    # every commit, until someone passed --allow-reduced-capacity).
+    root = write_config(tmp_path / "repo", prefix, vision=False, max_engines=2)
+    apply_all(plan_for(root, runtime), runtime)
+    pool = runtime.observe().pools[0]
+    name = m.deployment_name(pool.id)
+    deployment = f"/apis/apps/v1/namespaces/{prefix}alice/deployments/{name}"
+    pdb = f"/apis/{runtime.pdb_version}/namespaces/{prefix}alice/poddisruptionbudgets/{name}"
+    api.request("PATCH", pdb, content_type=MERGE_PATCH, body={"spec": {"minAvailable": 0}})
+    api.request("PATCH", deployment, content_type=MERGE_PATCH, body={
+        "metadata": {"labels": {"reconciler.io/caller": "mallory"}},
+        "spec": {"strategy": {"rollingUpdate": {"maxSurge": 3}}}})
+    plan = plan_for(root, runtime)
+    assert ops(plan) == [("update", "WarmPool", pool.id)]
+    assert plan.applyable, [str(e) for e in plan.errors]
+    assert not plan.actions[0].in_place
+    generation = api.get(deployment)["metadata"]["generation"]
+    result = execute(plan, runtime, wait_timeout=1)
+    assert result.ok, result.to_json()
+    assert api.get(pdb)["spec"]["minAvailable"] == 2
+    live = api.get(deployment)
+    assert live["metadata"]["labels"]["reconciler.io/caller"] == "alice"
+    assert live["metadata"]["generation"] == generation + 1  # the strategy, not the template
+    assert plan_for(root, runtime).empty
+
+    # drift in the pod template does replace the replicas: that still needs the room
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["sleep", "infinity"]
+    api.request("PATCH", deployment, content_type="application/strategic-merge-patch+json",
+                body={"spec": {"template": {"spec": {"containers": [container]}}}})
+    refused = plan_for(root, runtime)
+    assert not refused.applyable
+    assert any("maxEngines 2" in str(e) for e in refused.errors)

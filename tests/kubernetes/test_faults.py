@@ -4,6 +4,7 @@ trips the circuit breaker and stops the apply, which says what it did and did no
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,28 @@ def test_a_kubeconfig_that_is_not_yaml_is_a_clean_error(tmp_path: Path) -> None:
         assert result.returncode == 1, result.stdout
         assert "Traceback" not in result.stderr
         assert f"cannot load Kubernetes credentials from {bad}" in result.stderr
+
+
+def test_a_failing_exec_plugin_is_a_clean_error_not_a_401(tmp_path: Path) -> None:
+    # EKS, GKE and AKS kubeconfigs run a plugin for the token; the client logs its failure
+    # and goes on without credentials, so the first request would be a bare 401.
+    root = write_config(tmp_path / "repo", "acct-")
+    failing = tmp_path / "plugin"
+    failing.write_text("#!/bin/sh\necho 'token expired: run login' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    for command, words in ((str(tmp_path / "no-such-plugin"), "No such file or directory"),
+                           (str(failing), "exec: process returned 1")):
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+            "users": [{"name": "u", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": command}}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+        result = reconciler("plan", str(root), "--runtime", "kubernetes", "--kubeconfig",
+                            str(kubeconfig))
+        assert result.returncode == 1, result.stdout
+        assert f"cannot load Kubernetes credentials from {kubeconfig}: the user's exec " \
+               "plugin failed" in result.stderr
+        assert words in result.stderr
+        assert "Traceback" not in result.stderr and "ERROR:root" not in result.stderr

@@ -174,6 +174,8 @@ def test_writes_into_a_namespace_being_deleted_wait_and_the_next_pass_converges(
     plan = plan_for(root, runtime)
     assert {(str(a.op), str(a.kind)) for a in plan.actions} == {
         ("create", "Tenant"), ("create", "Quota"), ("create", "WarmPool")}
+    # the plan says why it creates what is there: the namespace is going
+    assert any(f"being deleted (Terminating): {namespace}." in str(w) for w in plan.warnings)
     result = execute(plan, runtime, wait_timeout=1)
     assert result.ok and result.counts["created"] == 0
     assert {e.outcome for e in result.entries} == {Outcome.DEFERRED}

@@ -15,6 +15,7 @@ from kubekit import (
     write_config,
 )
 
+from reconciler.apply import execute
 from reconciler.cli.status import status_json
 from reconciler.errors import RuntimeFault
 from reconciler.plan.planner import make_plan
@@ -265,11 +266,34 @@ def test_a_namespace_with_only_our_objects_goes_with_its_tenant_and_quota(
                      "annotations": {"kubernetes.io/service-account.name": "default"}}})
     api.request("POST", f"/api/v1/namespaces/{alice}/pods", body={
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "engine-1", "labels": {m.MANAGED_BY: m.MANAGER}},
+        "metadata": {"name": "engine-1", "labels": {  # a pool's pod: the template's labels
+            m.MANAGED_BY: m.MANAGER, m.INSTANCE_LABEL: m.instance_label(runtime.settings)}},
         "spec": {"containers": [{"name": "engine", "image": "registry.example/x"}]}})
     remove_everything(root, prefix)
     apply_all(plan_for(root, runtime), runtime)
     for account in ("alice", "bob"):
         namespace = api.get(f"/api/v1/namespaces/{prefix}{account}")["metadata"]
         assert namespace.get("deletionTimestamp"), account  # envtest never finalizes it
+    assert plan_for(root, runtime).empty
+
+
+def test_another_instances_object_keeps_the_namespace_it_lives_in(
+        tmp_path: Path, prefix: str, api: Api, runtime: KubernetesRuntime) -> None:
+    # A Deployment with our managed-by label but another instance's label (a staging
+    # reconciler's, or one copied by hand) lives in bob's namespace. Bob leaves the config:
+    # his namespace would go, and the other instance's Deployment with it; it is kept.
+    root = write_config(tmp_path / "repo", prefix)
+    apply_all(plan_for(root, runtime), runtime)
+    namespace = f"{prefix}bob"
+    theirs = foreign_deployment("staging-pool", namespace)
+    theirs["metadata"]["labels"].update({m.MANAGED_BY: m.MANAGER,
+                                         m.INSTANCE_LABEL: f"{prefix}staging"})
+    api.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=theirs)
+    write_config(root, prefix, vision=False)  # bob reserves nothing any more
+    plan = plan_for(root, runtime)
+    assert ("delete", "Tenant", "bob") in [(str(a.op), str(a.kind), a.id) for a in plan.actions]
+    result = execute(plan, runtime, wait_timeout=1)
+    assert result.ok, result.to_json()
+    assert not api.get(f"/api/v1/namespaces/{namespace}")["metadata"].get("deletionTimestamp")
+    assert api.get_or_none(f"/apis/apps/v1/namespaces/{namespace}/deployments/staging-pool")
     assert plan_for(root, runtime).empty

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from plan.builders import big_nodes, desired_of, digest_of, live_of, pool
 from reconciler.plan import Op, make_plan
 from reconciler.plan.plans import Change
@@ -123,3 +125,19 @@ def test_deleted_caller_loses_pools_then_tenant_last():
     plan = plan_of(desired_of(pool("alice"), pool("bob")), live)
     assert ops(plan) == [("delete", "WarmPool", pool("carol").id), ("delete", "Tenant", "carol")]
     assert "no reservation" in plan.actions[0].reason
+
+
+def test_a_pool_seen_in_another_namespace_moves_to_its_own_id_not_a_sibling():
+    # A namespacePrefix change under an explicit instance: the runtime reports each old
+    # pool as ID@OLD-NAMESPACE. With two pools of one caller and algorithm (a pinned
+    # version and a canary), each old pool must wait for its own replacement.
+    stable = pool("acme", version="1.1.0")
+    canary = pool("acme", version="canary")
+    live = LiveState(pools=tuple(dataclasses.replace(p, id=f"{p.id}@acct-acme")
+                                 for p in (stable, canary)), revision="r")
+    plan = plan_of(desired_of(stable, canary), live)
+    waits = {a.id: a.wait_for for a in plan.actions if a.op is Op.DELETE}
+    assert waits == {f"{stable.id}@acct-acme": stable.id,
+                     f"{canary.id}@acct-acme": canary.id}
+    moved = next(a for a in plan.actions if a.id == f"{canary.id}@acct-acme")
+    assert moved.reason.startswith(f"moved to canary (pool {canary.id})")

@@ -6,6 +6,7 @@ Regenerate the golden files after an intended change with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -154,3 +155,14 @@ def test_markdown_split_with_a_tiny_limit_keeps_every_action():
     assert all(len(part) < 1500 for part in parts)
     for action in data["actions"]:
         assert any(action["id"] in part for part in parts)
+
+
+def test_drift_is_said_in_words_without_an_empty_arrow():
+    wanted = pool("alice")
+    edited = dataclasses.replace(wanted, drift="Deployment spec.x is 1, reconciler sets 2")
+    plan = make_plan(desired_of(wanted), LiveState(pools=(edited,), revision="r"),
+                     big_nodes(), runtime="kubernetes")
+    text = render_text(plan.to_json())
+    assert "    drift: Deployment spec.x is 1, reconciler sets 2\n" in text
+    assert " -> \n" not in text and not text.rstrip().endswith("->")
+    assert "drift: Deployment spec.x" in render_markdown(plan.to_json())[0]

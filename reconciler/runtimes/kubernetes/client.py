@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ from reconciler.backoff import Backoff
 from reconciler.errors import ReconcilerError, RuntimeFault
 from reconciler.runtimes.base import Unavailable
 
+log = logging.getLogger("reconciler.runtimes.kubernetes")
 FIELD_MANAGER = "reconciler"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -80,6 +82,15 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
     if not path and Path("~/.kube/config").expanduser().exists():
         path = str(Path("~/.kube/config").expanduser())
     configuration = client.Configuration()
+    # KUBECONFIG may list several files (merged, as kubectl does); one missing file of a
+    # list is skipped by the loader, a single one named is an error of its own.
+    if path and os.pathsep not in path and not Path(path).expanduser().is_file():
+        what = "no such file" if not Path(path).expanduser().exists() else "not a file"
+        source = "--kubeconfig" if kubeconfig else "KUBECONFIG"
+        raise ReconcilerError(f"cannot load Kubernetes credentials from {path} ({source}): "
+                              f"{what}")
+    plugin = _PluginErrors()
+    logging.getLogger().addHandler(plugin)  # also keeps logging.error from basicConfig()
     try:
         if path:
             config.load_kube_config(config_file=path, context=context,
@@ -98,6 +109,13 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
             "it is not a kubeconfig (a mapping with clusters, users and contexts)"
         raise ReconcilerError(f"cannot load Kubernetes credentials from {where}{hint}: "
                               f"{detail}") from None
+    finally:
+        logging.getLogger().removeHandler(plugin)
+    if plugin.messages:
+        # The client logs a failed exec plugin (aws, gke-gcloud-auth-plugin, kubelogin) and
+        # goes on without credentials: every request would be a bare 401.
+        raise ReconcilerError(f"cannot load Kubernetes credentials from {path}: the user's "
+                              f"exec plugin failed: {'; '.join(plugin.messages)}")
     configuration.retries = 0  # every attempt goes through Api.request: counted, backed off
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0,
                                                 POOL_SIZE)
@@ -110,6 +128,18 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Any:
     api_client = client.ApiClient(configuration)
     api_client.user_agent = USER_AGENT
     return api_client
+
+
+class _PluginErrors(logging.Handler):
+    """The errors the official client's kubeconfig loader logs instead of raising."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.module == "kube_config":
+            self.messages.append(record.getMessage())
 
 
 class Breaker:
@@ -197,6 +227,9 @@ class Api:
                 delay = backoff.next()
                 if exc.retry_after is not None:
                     delay = exc.retry_after + delay / 10  # the server's word, a little spread
+                if exc.status == 0:  # no answer (each may have taken the whole timeout): say so
+                    log.warning("%s; trying again in %.1fs (attempt %d of %d)", exc,
+                                delay, attempt + 1, self.attempts)
                 self.sleep(delay)
                 continue
             self.breaker.record(None)
@@ -222,7 +255,7 @@ class Api:
                          exc.headers) from None
         except (HTTPError, OSError) as exc:
             raise ApiError(f"{method} {path}: cannot reach the API server at "
-                           f"{self.host}: {exc}", 0) from None
+                           f"{self.host}: {_why(exc)}", 0) from None
         if not 200 <= response.status < 300:
             raise _fault(method, path, response.status, response.reason, data,
                          response.headers)
@@ -301,6 +334,18 @@ class Api:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _why(exc: BaseException) -> str:
+    """urllib3's error without its wrapping: `Connection refused`, `Read timed out. (read
+    timeout=30.0)`, not `HTTPSConnectionPool(...): Max retries exceeded ... (Caused by ...)`."""
+    reason = getattr(exc, "reason", None)  # MaxRetryError: the underlying error
+    text = str(reason if isinstance(reason, BaseException) else exc)
+    if text.startswith("HTTP") and "): " in text:  # "HTTPSConnection(host=.., port=..): "
+        text = text.split("): ", 1)[1]
+    if text.startswith("Failed to establish a new connection: "):
+        text = text[len("Failed to establish a new connection: "):]
+    return text
 
 
 def _fault(method: str, path: str, status: int, reason: str | None, body: Any,

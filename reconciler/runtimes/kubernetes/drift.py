@@ -176,6 +176,16 @@ def pool_drift(deployment: Mapping[str, Any], want_deployment: Mapping[str, Any]
     return "; ".join(p for p in parts if p)
 
 
+def template_drift(deployment: Mapping[str, Any], want_deployment: Mapping[str, Any]) -> bool:
+    """Is any of the drift in the pod template? Only then does writing it back start a
+    rollout (a new ReplicaSet, replicas replaced one by one)."""
+    want = comparable(want_deployment)
+    template = (want.get("spec") or {}).get("template")
+    have = (deployment.get("spec") or {}).get("template")
+    return not contains(template, have) and next(
+        differences(template, have, ("spec", "template")), None) is not None
+
+
 # --- other writers --------------------------------------------------------------------------
 
 def shared_writers(obj: Mapping[str, Any],

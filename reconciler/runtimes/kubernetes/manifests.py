@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.config.model import KubernetesSettings
-from reconciler.states import DesiredState, Quota, Tenant, WarmPool
+from reconciler.states import ELSEWHERE, DesiredState, Quota, Tenant, WarmPool
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "reconciler"
@@ -53,7 +53,6 @@ PORT = 8080
 DATA_ROOT = "/data"
 DATA_VOLUME = "data"
 MAX_NAME = 63
-ELSEWHERE = "@"  # ID@NAMESPACE: an object of this instance outside its current namespace
 ANY_PREFIX = "*"  # a namespacePrefix no config has: reading (status) without the config's
 PDB_VERSIONS = ("policy/v1", "policy/v1beta1")  # newest first
 

@@ -139,7 +139,8 @@ def live_state(lists: Lists, settings: KubernetesSettings,
     status = {pool.id: pool_status(obj, by_pool.get((_meta(obj).get("namespace", ""),
                                                      m.located(pool.id)[0]), ()))
               for obj, pool in owned}
-    warnings = writer_warnings(writers) + other_instances(lists.others, settings)
+    warnings = writer_warnings(writers) + other_instances(lists.others, settings) + \
+        terminating(gone)
     state = LiveState(tenants=tenants, quotas=limits, pools=pools,
                       status=MappingProxyType(status),
                       revision=revision([*namespaces, *quotas, *deployments, *pdbs]),
@@ -192,7 +193,8 @@ def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSet
         _writers("PodDisruptionBudget", pdb, want_pdb, writers)
     if not changed:
         return pool
-    return WarmPool.from_json({**pool.to_json(), "drift": changed})
+    return WarmPool.from_json({**pool.to_json(), "drift": changed,
+                               "drift_rolls": drift.template_drift(obj, want)})
 
 
 def _writers(kind: str, obj: Obj, manifest: Mapping[str, Any],
@@ -214,6 +216,20 @@ def writer_warnings(found: Mapping[tuple[str, str], list[str]]) -> list[str]:
                      f"sets, on {len(names)} object(s) ({shown}): each apply takes it back "
                      "and the other writer will change it again; stop one of them")
     return lines
+
+
+def terminating(names: Iterable[str]) -> list[str]:
+    """This instance's namespaces being deleted: the plan shows their objects as absent
+    (creates), and apply defers those writes until the namespace is gone."""
+    names = sorted(names)
+    if not names:
+        return []
+    shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more"
+                                        if len(names) > NAMED else "")
+    return [f"{len(names)} namespace(s) of this instance are being deleted (Terminating): "
+            f"{shown}. What the plan writes into them is deferred until they are gone (the "
+            "next apply or daemon pass does it); if one stays, its finalizers or contents "
+            "hold it (kubectl get namespace NAME -o yaml)"]
 
 
 def other_instances(others: list[dict[str, Any]] | None,

@@ -76,7 +76,16 @@ FOREIGN_LISTS = (
     ("Secret", "/api/v1/namespaces/{ns}/secrets", "type!=kubernetes.io/service-account-token"),
     ("PersistentVolumeClaim", "/api/v1/namespaces/{ns}/persistentvolumeclaims", None),
 )
-FOREIGN_SELECTOR = f"{m.MANAGED_BY}!={m.MANAGER}"  # also matches objects without the label
+
+
+def foreign_selector(settings: KubernetesSettings) -> str:
+    """Objects that are not this instance's: without its instance label (someone else's,
+    unlabelled) or with another instance's (a second reconciler sharing the namespace).
+    `!=` also matches objects without the label; every object this instance makes, and
+    its Deployments' pods, carry it."""
+    return f"{m.INSTANCE_LABEL}!={m.instance_label(settings)}"
+
+
 FOREIGN_NAMED = 3  # objects named per kind in the warning
 
 
@@ -225,21 +234,23 @@ class KubernetesRuntime:
         return self.writer.delete(observed.namespace_path(name), "Namespace")
 
     def _keep_for_foreign(self, namespace: str, what: str) -> bool:
-        """True (and a warning naming them) when the namespace holds objects without our
-        label: it is kept, since deleting it would delete them too."""
+        """True (and a warning naming them) when the namespace holds objects that are not
+        this instance's: it is kept, since deleting it would delete them too."""
         found = self.foreign_objects(namespace)
         if not found:
             return False
-        log.warning("%s deleted, but namespace %s is kept: it holds objects the reconciler "
-                    "did not create (%s); delete them, then the namespace, by hand if they "
-                    "should go", what, namespace, ", ".join(found))
+        log.warning("%s deleted, but namespace %s is kept: it holds objects this reconciler "
+                    "instance did not create (%s); delete them, then the namespace, by hand if "
+                    "they should go", what, namespace, ", ".join(found))
         return True
 
     def foreign_objects(self, namespace: str) -> list[str]:
-        """`Kind/name` of objects in the namespace that are not ours (a few per kind)."""
+        """`Kind/name` of objects in the namespace that are not this instance's (a few per
+        kind)."""
         found: list[str] = []
         for kind, template, fields in FOREIGN_LISTS:
-            query = {"labelSelector": FOREIGN_SELECTOR, "limit": str(FOREIGN_NAMED)}
+            query = {"labelSelector": foreign_selector(self.settings),
+                     "limit": str(FOREIGN_NAMED)}
             if fields:
                 query["fieldSelector"] = fields
             try:
