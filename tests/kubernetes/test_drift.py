@@ -134,3 +134,33 @@ def test_drift_outside_the_pod_template_needs_no_room_for_an_extra_replica(
     refused = plan_for(root, runtime)
     assert not refused.applyable
     assert any("maxEngines 2" in str(e) for e in refused.errors)
+
+
+def test_what_another_manager_adds_to_the_pod_template_is_named_in_a_warning(
+        tmp_path: Path, prefix: str, api: Api, runtime: KubernetesRuntime) -> None:
+    # Someone who may edit Deployments in an account's namespace adds a container, the
+    # host network and privilege to the engine. Server-side apply keeps fields another
+    # manager owns, so no apply removes them: the plan must say so, every time.
+    root = write_config(tmp_path / "repo", prefix, vision=False)
+    apply_all(plan_for(root, runtime), runtime)
+    pool = runtime.observe().pools[0]
+    name = m.deployment_name(pool.id)
+    deployment = f"/apis/apps/v1/namespaces/{prefix}alice/deployments/{name}"
+    assert not [w for w in plan_for(root, runtime).warnings if "added" in str(w)]
+    api.request("PATCH", deployment, content_type="application/strategic-merge-patch+json",
+                query={"fieldManager": "intruder"}, body={"spec": {"template": {"spec": {
+                    "hostNetwork": True,
+                    "containers": [
+                        {"name": "engine", "securityContext": {"privileged": True}},
+                        {"name": "miner", "image": "registry.example/miner"}]}}}})
+    plan = plan_for(root, runtime)
+    added = sorted(str(w) for w in plan.warnings if "'intruder' added" in str(w))
+    assert [w.split(" to ")[0] for w in added] == [
+        # the API server's defaults that follow from hostNetwork are the intruder's too
+        "field manager 'intruder' added Deployment spec.template.spec.containers[engine]"
+        ".ports[8080,TCP].hostPort",
+        "field manager 'intruder' added Deployment spec.template.spec.containers[engine]"
+        ".securityContext",
+        "field manager 'intruder' added Deployment spec.template.spec.containers[miner]",
+        "field manager 'intruder' added Deployment spec.template.spec.hostNetwork"]
+    assert all(f"{prefix}alice/{name}" in w and "cannot remove" in w for w in added)

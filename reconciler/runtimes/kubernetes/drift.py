@@ -10,7 +10,9 @@ name) are not drift: server-side apply would not remove them either.
 
 `shared_writers` reads metadata.managedFields: a field manager other than
 `reconciler` that owns a field the reconciler sets (an autoscaler on
-replicas) makes the two fight; the plan warns about it.
+replicas) makes the two fight; the plan warns about it. `foreign_template_fields`
+finds what another manager added to the pod template (a container, hostNetwork):
+apply cannot remove it, so the plan warns about that too.
 """
 
 from __future__ import annotations
@@ -198,6 +200,65 @@ def shared_writers(obj: Mapping[str, Any],
             continue
         for path in _overlap(entry["fieldsV1"], manifest, ()):
             yield manager, dotted(path)
+
+
+TEMPLATE_SPEC = ("spec", "template", "spec")
+
+
+def foreign_template_fields(obj: Mapping[str, Any],
+                            manifest: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(manager, field path) for each field of the pod template's spec that another field
+    manager owns in `obj` and `manifest` does not set: an added container, hostNetwork,
+    a service account, a securityContext. Server-side apply never removes a field that
+    another manager owns, so the reconciler's apply cannot take these back; the API
+    server's defaults are owned by no manager and are not reported."""
+    want: Any = manifest
+    for key in TEMPLATE_SPEC:
+        want = want.get(key) if isinstance(want, Mapping) else None
+    for entry in (obj.get("metadata") or {}).get("managedFields") or ():
+        manager = entry.get("manager") or "(unnamed)"
+        tree: Any = entry.get("fieldsV1")
+        if manager == FIELD_MANAGER:
+            continue
+        for key in TEMPLATE_SPEC:
+            tree = tree.get(f"f:{key}") if isinstance(tree, Mapping) else None
+        if isinstance(tree, Mapping) and isinstance(want, Mapping):
+            for path in _extra(tree, want, TEMPLATE_SPEC):
+                yield manager, dotted(path)
+
+
+def _extra(tree: Mapping[str, Any], value: Any,
+           path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """The paths `tree` (fieldsV1) owns that `value` does not have, each at its top."""
+    for key, sub in tree.items():
+        if key.startswith("f:"):
+            name = key[2:]
+            if not isinstance(value, Mapping) or name not in value:
+                yield path + (name,)
+            elif isinstance(sub, Mapping) and sub and isinstance(value[name], Mapping | list):
+                yield from _extra(sub, value[name], path + (name,))
+        elif key.startswith("k:"):
+            try:
+                ident = json.loads(key[2:])
+            except ValueError:
+                continue
+            if not isinstance(ident, dict):
+                continue
+            label = ",".join(str(v) for v in ident.values())
+            items = [item for item in value if isinstance(item, Mapping) and
+                     all(item.get(k) == v for k, v in ident.items())] \
+                if isinstance(value, list) else []
+            if not items:
+                yield path + (f"[{label}]",)
+            elif isinstance(sub, Mapping):
+                yield from _extra(sub, items[0], path + (f"[{label}]",))
+        elif key.startswith("v:"):
+            try:
+                item = json.loads(key[2:])
+            except ValueError:
+                continue
+            if not isinstance(value, list) or item not in value:
+                yield path + (f"[{key[2:]}]",)
 
 
 def _overlap(tree: Mapping[str, Any], value: Any,

@@ -126,9 +126,10 @@ def live_state(lists: Lists, settings: KubernetesSettings,
     limits = _unique((_quota(o, settings) for o in quotas), key=lambda q: q.account)
     by_name = {(_meta(p).get("namespace"), _meta(p).get("name")): p for p in pdbs}
     writers: dict[tuple[str, str], list[str]] = {}
+    added: dict[tuple[str, str], list[str]] = {}  # pod template fields others added
     owned: list[tuple[Obj, WarmPool]] = []
     for obj in deployments:
-        pool = _pool(obj, by_name, settings, writers, pdb_version)
+        pool = _pool(obj, by_name, settings, (writers, added), pdb_version)
         if pool is not None:
             owned.append((obj, pool))
     for obj in quotas:
@@ -139,8 +140,8 @@ def live_state(lists: Lists, settings: KubernetesSettings,
     status = {pool.id: pool_status(obj, by_pool.get((_meta(obj).get("namespace", ""),
                                                      m.located(pool.id)[0]), ()))
               for obj, pool in owned}
-    warnings = writer_warnings(writers) + other_instances(lists.others, settings) + \
-        terminating(gone)
+    warnings = writer_warnings(writers) + added_warnings(added) + \
+        other_instances(lists.others, settings) + terminating(gone)
     state = LiveState(tenants=tenants, quotas=limits, pools=pools,
                       status=MappingProxyType(status),
                       revision=revision([*namespaces, *quotas, *deployments, *pdbs]),
@@ -172,9 +173,15 @@ def _quota(obj: Obj, settings: KubernetesSettings) -> Quota | None:
                  quota.source)
 
 
+Found = dict[tuple[str, str], list[str]]  # (manager, "KIND path") -> the objects
+
+
 def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSettings,
-          writers: dict[tuple[str, str], list[str]], pdb_version: str) -> WarmPool | None:
-    """The live pool of a Deployment: fields read back, the rest compared (drift)."""
+          found: tuple[Found, Found], pdb_version: str) -> WarmPool | None:
+    """The live pool of a Deployment: fields read back, the rest compared (drift);
+    `found`: where other writers of our fields, and of fields added to the pod
+    template, are noted."""
+    writers, added = found
     applied = readback.applied_pool(obj)
     pool = readback.pool_from(obj, applied) if applied is not None else None
     if pool is None or applied is None:
@@ -186,6 +193,7 @@ def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSet
         applied = WarmPool.from_json({**applied.to_json(), "id": pool.id})
     want = m.deployment_manifest(pool, settings)
     _writers("Deployment", obj, want, writers)
+    _note("Deployment", obj, drift.foreign_template_fields(obj, want), added)
     pdb = pdbs.get((namespace, meta.get("name")))
     want_pdb = m.pdb_manifest(applied, settings, pdb_version)
     changed = drift.pool_drift(obj, want, pdb, want_pdb)
@@ -197,25 +205,40 @@ def _pool(obj: Obj, pdbs: Mapping[tuple[Any, Any], Obj], settings: KubernetesSet
                                "drift_rolls": drift.template_drift(obj, want)})
 
 
-def _writers(kind: str, obj: Obj, manifest: Mapping[str, Any],
-             found: dict[tuple[str, str], list[str]]) -> None:
-    for manager, path in drift.shared_writers(obj, manifest):
+def _writers(kind: str, obj: Obj, manifest: Mapping[str, Any], found: Found) -> None:
+    _note(kind, obj, drift.shared_writers(obj, manifest), found)
+
+
+def _note(kind: str, obj: Obj, fields: Iterable[tuple[str, str]], found: Found) -> None:
+    for manager, path in fields:
         meta = _meta(obj)
         found.setdefault((manager, f"{kind} {path}"), []).append(
             f"{meta.get('namespace')}/{meta.get('name')}")
 
 
-def writer_warnings(found: Mapping[tuple[str, str], list[str]]) -> list[str]:
+def _named(names: list[str]) -> str:
+    return ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more"
+                                       if len(names) > NAMED else "")
+
+
+def writer_warnings(found: Found) -> list[str]:
     """One warning per (other field manager, field): the reconciler's next apply takes
     the field back, and the other writer will change it again."""
-    lines = []
-    for (manager, what), names in sorted(found.items()):
-        shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more"
-                                            if len(names) > NAMED else "")
-        lines.append(f"field manager {manager!r} also writes {what}, which the reconciler "
-                     f"sets, on {len(names)} object(s) ({shown}): each apply takes it back "
-                     "and the other writer will change it again; stop one of them")
-    return lines
+    return [f"field manager {manager!r} also writes {what}, which the reconciler sets, on "
+            f"{len(names)} object(s) ({_named(names)}): each apply takes it back and the "
+            "other writer will change it again; stop one of them"
+            for (manager, what), names in sorted(found.items())]
+
+
+def added_warnings(found: Found) -> list[str]:
+    """One warning per (other field manager, field it added to the pod template): the
+    engines run with it, and server-side apply cannot remove a field another manager
+    owns."""
+    return [f"field manager {manager!r} added {what} to {len(names)} object(s) "
+            f"({_named(names)}), which the reconciler does not set and its apply cannot "
+            "remove (another manager owns it): the engine pods run with it. Find out who "
+            "added it; remove it by hand, or delete the Deployment and apply again"
+            for (manager, what), names in sorted(found.items())]
 
 
 def terminating(names: Iterable[str]) -> list[str]:
@@ -224,10 +247,8 @@ def terminating(names: Iterable[str]) -> list[str]:
     names = sorted(names)
     if not names:
         return []
-    shown = ", ".join(names[:NAMED]) + (f" and {len(names) - NAMED} more"
-                                        if len(names) > NAMED else "")
     return [f"{len(names)} namespace(s) of this instance are being deleted (Terminating): "
-            f"{shown}. What the plan writes into them is deferred until they are gone (the "
+            f"{_named(names)}. What the plan writes into them is deferred until they are gone (the "
             "next apply or daemon pass does it); if one stays, its finalizers or contents "
             "hold it (kubectl get namespace NAME -o yaml)"]
 
