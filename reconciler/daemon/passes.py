@@ -176,9 +176,13 @@ class PipelinePass:
         if not plan.applyable:
             return Outcome(REFUSED, summary, error="plan refused: " + reasons(plan.errors),
                            pools=seen)
+        # a drift repair held out of the plan (no room for its surge) leaves the live
+        # state short of the desired one: observe it again next pass, never remember it
+        settled = live is not None or not _held(planned.live, plan)
         if plan.empty:
             runtime.save_roots()  # every pass: a commit may change the catalog alone
-            memory.applied(loaded.desired, runtime, loaded.sums)
+            if settled:
+                memory.applied(loaded.desired, runtime, loaded.sums)
             return Outcome(UNCHANGED, summary, pools=seen)
         log.info("applying %s", ", ".join(f"{n} {op}" for op, n in summary.items() if n),
                  extra={"summary": summary})
@@ -190,7 +194,7 @@ class PipelinePass:
             log.warning("%s", warning)
         runtime.record_apply(result.to_json(), snapshot.commit)  # also saves the roots
         deferred = len(result.deferred)
-        if result.ok and not deferred:
+        if result.ok and not deferred and settled:
             memory.applied(loaded.desired, runtime, loaded.sums)
         # after an incremental pass, observing 100,000 pools for /status would cost more
         # than the pass: the probe reads them when /status or /metrics is asked
@@ -253,3 +257,9 @@ class PipelinePass:
         from reconciler.config.cache import default_cache_dir
 
         return default_cache_dir()
+
+
+def _held(live: LiveState, plan: Plan) -> bool:
+    """Does the observed live state have drift the plan leaves alone?"""
+    drifted = {pool.id for pool in live.pools if pool.drift}
+    return bool(drifted - {action.id for action in plan.actions})

@@ -32,7 +32,10 @@ Three questions, each answered with diagnostics that name the pool:
    replacement stops an old replica before starting a new one, and a move
    hands the old pool over to the new one a replica at a time (the executor
    scales the old side down by one, waits for one more new replica, and so
-   on), keeping replicas-1 warm.
+   on), keeping replicas-1 warm. The exception is the repair of drift (a hand edit
+   of a pod template, which no commit asked to change): without the flag it is
+   a warning and the repair is held out of the plan, so one hand edit never
+   refuses every other change of the config (the daemon would apply nothing).
    Callers already over their quota in the steady state get no surge check:
    quota_errors has refused the plan.
 """
@@ -64,6 +67,7 @@ class CapacityReport:
     errors: list[Diagnostic] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
     in_place: set[str] = field(default_factory=set)  # ids of pool actions to run in place
+    held: set[str] = field(default_factory=set)  # ids of drift repairs left out of the plan
 
 
 Spec = tuple[str, str, str, int]  # (processor, cpu, memory, gpu) as a pool has them
@@ -275,7 +279,16 @@ def _count(left: int, total: int) -> str:
 
 
 def _surge(report: CapacityReport, message: str, ids: Sequence[str], allow: bool, *,
-           hint: str = REDUCED_HINT, fallback: str = IN_PLACE) -> None:
+           hint: str = REDUCED_HINT, fallback: str = IN_PLACE, drift: bool = False) -> None:
+    """A surge that does not fit: in place with `allow`, else an error; or, for the repair
+    of drift (`drift`: no commit asked for it), a warning and the repair held back, so a
+    hand edit never blocks every other change of the config."""
+    if drift and not allow:
+        report.warnings.append(Diagnostic(
+            f"{message}; the drift is not reverted (the rest of the plan goes ahead): "
+            f"{hint}", path=ids[0], severity=Severity.WARNING))
+        report.held.update(ids)
+        return
     if allow:
         report.warnings.append(Diagnostic(
             f"{message}; {fallback} (--allow-reduced-capacity)",
@@ -316,10 +329,16 @@ def rolls(action: Action) -> bool:
                 and all(c.path == "drift" for c in action.changes))
 
 
+def drift_only(action: Action) -> bool:
+    """Is the action only the repair of a hand edit (no commit asked for it)?"""
+    return action.op is Op.UPDATE and bool(action.changes) and \
+        all(c.path == "drift" for c in action.changes)
+
+
 def _check_rolling(cluster: _Cluster, actions: Sequence[Action], report: CapacityReport,
                    allow: bool) -> None:
     for action in actions:
-        if not rolls(action):
+        if not rolls(action) or action.id in report.held:
             continue
         pool = action.after
         assert isinstance(pool, WarmPool)
@@ -333,7 +352,7 @@ def _check_rolling(cluster: _Cluster, actions: Sequence[Action], report: Capacit
         verb = "reloads" if action.op is Op.RELOAD else "is replaced"
         _surge(report, f"pool {pool.id} {verb} one replica at a time and needs room for one "
                        f"extra replica ({placement.describe_need(need)}) meanwhile, which does "
-                       f"not fit: {why}", [pool.id], allow)
+                       f"not fit: {why}", [pool.id], allow, drift=drift_only(action))
 
 
 def _check_quota_surge(desired: DesiredState, actions: Sequence[Action],
@@ -371,7 +390,7 @@ def _quota_moves(quotas: dict[str, Quota], steady: dict[str, tuple[int, int]],
 def _quota_rolling(quotas: dict[str, Quota], steady: dict[str, tuple[int, int]],
                    actions: Sequence[Action], report: CapacityReport, allow: bool) -> None:
     for action in actions:
-        if not rolls(action):
+        if not rolls(action) or action.id in report.held:
             continue
         pool = action.after
         assert isinstance(pool, WarmPool)
@@ -385,7 +404,7 @@ def _quota_rolling(quotas: dict[str, Quota], steady: dict[str, tuple[int, int]],
         verb = "reloads" if action.op is Op.RELOAD else "is replaced"
         _surge(report, f"pool {pool.id} {verb} one replica at a time and needs one extra "
                        f"replica: account {pool.caller} would {what}, {limit}",
-               [pool.id], allow, hint=f"{fix}, or {REDUCED_HINT}")
+               [pool.id], allow, hint=f"{fix}, or {REDUCED_HINT}", drift=drift_only(action))
 
 
 def _excess(quota: Quota, usage: tuple[int, int]) -> dict[str, int]:

@@ -73,6 +73,9 @@ def make_plan(
     warnings += [Diagnostic(text, severity=Severity.WARNING) for text in live.warnings]
     if report.in_place:
         actions = tuple(_in_place(a, report.in_place) for a in actions)
+    if report.held:  # drift repairs without room for their surge: warned, left out
+        actions = tuple(a for a in actions
+                        if a.kind is not ResourceKind.WARM_POOL or a.id not in report.held)
     safety_errors, safety_warnings = check_safety(desired, live, actions, safety or Safety(),
                                                   allow_mass_delete=allow_mass_delete)
     errors += safety_errors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from plan.builders import (
     account,
     account_limit,
@@ -126,6 +128,34 @@ def test_a_reload_at_the_quota_is_refused_or_runs_in_place() -> None:
     roomy = (Quota("alice", 3, None, "alice-capacity"),)
     assert plan(desired_of(after, quotas=roomy), live_of(desired_of(before, quotas=roomy))
                 ).applyable
+
+
+def test_a_drift_repair_without_room_is_held_back_not_refused() -> None:
+    """A hand edit of a pod template at the quota: reverting it replaces the replicas and
+    needs one more. No commit asked for it, so it must not refuse the rest of the plan
+    (the daemon would apply no commit at all): a warning, and the repair left out."""
+    quota = Quota("alice", 2, None, "alice-capacity")
+    wanted = pool("alice", replicas=2)
+    edited = dataclasses.replace(wanted, drift="containers[engine].command is [sleep]",
+                                 drift_rolls=True)
+    other = pool("bob", "acme/vision")
+    desired = desired_of(wanted, other, quotas=(quota,))
+    live = live_of(desired_of(edited, quotas=(quota,)))
+    held = plan(desired, live)
+    assert held.applyable
+    assert [(a.op, a.id) for a in held.actions if a.id != "bob"] == [
+        (Op.CREATE, other.id)], "bob's new pool goes ahead; alice's repair is held"
+    (warning,) = [w.message for w in held.warnings if "drift" in w.message]
+    assert warning.startswith(f"pool {wanted.id} is replaced one replica at a time and needs "
+                              "one extra replica: account alice would run 3 warm replicas")
+    assert "the drift is not reverted (the rest of the plan goes ahead)" in warning
+    allowed = plan(desired, live, allow=True)  # reverted in place, replicas-1 warm
+    assert [(a.op, a.id, a.in_place) for a in allowed.actions if a.id == wanted.id] == [
+        (Op.UPDATE, wanted.id, True)]
+    # drift outside the pod template replaces nothing: reverted without any room
+    label = dataclasses.replace(edited, drift_rolls=False)
+    repaired = plan(desired, live_of(desired_of(label, quotas=(quota,))))
+    assert repaired.applyable and wanted.id in [a.id for a in repaired.actions]
 
 
 def test_an_update_adding_gpus_checks_max_gpus() -> None:
