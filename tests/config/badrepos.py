@@ -62,6 +62,11 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 NOT_UTF8 = (b"apiVersion: reconciler/v1\nkind: Account\n"
             b"metadata: {name: caf\xe9}\nspec: {type: user}\n")
+# libyaml's C composer recursed past the C stack on these (SIGSEGV, no diagnostic)
+DEEP_HEAD = ("apiVersion: reconciler/v1\nkind: Account\nmetadata: {name: deep}\n"
+             "spec:\n  type: user\n")
+DEEP_FLOW = DEEP_HEAD + "  x: " + "[" * 1_000_000 + "]" * 1_000_000 + "\n"
+DEEP_BLOCK = DEEP_HEAD + "  x:\n    " + "- " * 1_000_000 + "a\n"
 DUP_RESERVATION = """---
 apiVersion: reconciler/v1
 kind: Reservation
@@ -102,6 +107,10 @@ CASES = [
          "must be <= maximumParallelCapacity (4), got 5",
          edit("limits.yaml", "minimumParallelCapacity: 1", "minimumParallelCapacity: 5")),
     Case("alias-bomb", "bomb.yaml", None, "alias bomb", add("bomb.yaml", BOMB), line=5),
+    Case("deep-flow-nesting", "deep.yaml", None, "nested deeper than 64 levels",
+         add("deep.yaml", DEEP_FLOW), line=6),
+    Case("deep-block-nesting", "deep.yaml", None, "nested deeper than 64 levels",
+         add("deep.yaml", DEEP_BLOCK), line=7),
     Case("not-utf8", "accounts/cafe.yaml", None, "not UTF-8",
          add("accounts/cafe.yaml", NOT_UTF8), line=3),
     Case("huge-file", "huge.yaml", None, "over the limit", add("huge.yaml", ""), line=1),
