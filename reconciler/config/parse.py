@@ -98,7 +98,11 @@ class _Walker:
             value: str = node.value
             return sys.intern(value) if len(value) <= 24 else value
         if node.tag in _SCALAR_TAGS:
-            return _constructor.construct_object(node)
+            try:
+                return _constructor.construct_object(node)
+            except ValueError:  # an int past Python's 4,300-digit limit: a traceback before
+                raise YamlProblem(f"a number of {len(node.value)} characters is too long to "
+                                  "read; refused", _pos(node), path) from None
         raise YamlProblem(f"unsupported tag {node.tag} (only plain YAML is accepted)",
                           _pos(node), path)
 

@@ -111,6 +111,8 @@ CASES = [
          add("deep.yaml", DEEP_FLOW), line=6),
     Case("deep-block-nesting", "deep.yaml", None, "nested deeper than 64 levels",
          add("deep.yaml", DEEP_BLOCK), line=7),
+    Case("huge-integer", RES, "replicas: 9999", "a number of 5000 characters is too long",
+         edit(RES, "replicas: 2", "replicas: " + "9" * 5000)),
     Case("not-utf8", "accounts/cafe.yaml", None, "not UTF-8",
          add("accounts/cafe.yaml", NOT_UTF8), line=3),
     Case("huge-file", "huge.yaml", None, "over the limit", add("huge.yaml", ""), line=1),
