@@ -7,6 +7,7 @@ message must contain.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,8 @@ CASES = [
          edit(RES, "replicas: 2", "replicas: " + "9" * 5000)),
     Case("not-utf8", "accounts/cafe.yaml", None, "not UTF-8",
          add("accounts/cafe.yaml", NOT_UTF8), line=3),
+    Case("fifo", "pipe.yaml", None, "not a regular file (a FIFO or device is never read)",
+         add("pipe.yaml", ""), line=1),
     Case("huge-file", "huge.yaml", None, "over the limit", add("huge.yaml", ""), line=1),
     Case("path-traversal", ALG, "data://acme/../etc/passwd", "'..' segments",
          edit(ALG, "data://acme/sentiment/m1.json", "data://acme/../etc/passwd")),
@@ -125,6 +128,9 @@ CASES = [
 def make_repo(case: Case, write_repo: Callable[..., Path]) -> Path:
     """Write the case's repo; the huge file is made sparse so the test stays fast."""
     root = write_repo(case.files(), name=case.id)
+    if case.id == "fifo":  # opening it for reading would wait for a writer forever
+        (root / case.file).unlink()
+        os.mkfifo(root / case.file)
     if case.id == "huge-file":
         with open(root / case.file, "r+b") as handle:
             handle.truncate(HUGE_BYTES)
