@@ -96,3 +96,19 @@ def test_a_worker_log_that_is_a_link_is_refused(tmp_path: Path, planted: str) ->
         procs.spawn([], log)
     assert target.read_text() == PRECIOUS
     assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.txt"]
+
+
+@pytest.mark.parametrize("command", ["status", "plan", "apply", "agent"])
+def test_a_store_that_is_a_fifo_is_an_error_not_an_empty_runtime(tmp_path: Path,
+                                                                  command: str) -> None:
+    """status said "No warm pools." (exit 0) and apply failed each action with "disk I/O
+    error"."""
+    config = write_config(tmp_path / "config")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.mkfifo(state / "state.db")
+    args = {"status": ["status"], "plan": ["plan", str(config)], "agent": ["agent"],
+            "apply": ["apply", str(config), "--auto-approve"]}[command]
+    done = cli(*args, "--state", str(state), timeout=30)
+    assert done.returncode == 1, clean(done)
+    assert "state.db is not a regular file; remove it" in clean(done)

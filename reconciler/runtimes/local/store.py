@@ -132,7 +132,15 @@ class Store:
 
     @staticmethod
     def exists(state_dir: Path) -> bool:
-        return (Path(state_dir) / DB_NAME).is_file()
+        """Is there a store? A state.db that is not a regular file (a FIFO, a directory, a
+        device) is an error, not an empty runtime: SQLite would fail on it action by action."""
+        path = Path(state_dir) / DB_NAME
+        if path.is_file():
+            return True
+        if path.exists():
+            raise RuntimeFault(f"the local store {path} is not a regular file; remove it "
+                               "(or point --state elsewhere)")
+        return False
 
     def read_only(self) -> bool:
         """The state directory (or its store) exists but this process may not write it:
@@ -175,6 +183,7 @@ class Store:
                 raise translate(exc) from exc
             self._read_only = True
         if self._conn is None:
+            self.exists(self.state_dir)  # refuses a state.db that is not a regular file
             try:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
