@@ -48,7 +48,14 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command("daemon")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler daemon --repo config-examples --state .reconciler\n"
+            "  reconciler daemon --repo https://github.com/acme/platform-config.git \\\n"
+            "                    --path platform --interval 30s\n"
+            "  reconciler daemon --repo ./my-config --once   # one pass (cron, CI)")
+
+
+@click.command("daemon", epilog=EXAMPLES)
 @click.option("--repo", required=True, metavar="URL_OR_PATH", envvar="RECONCILER_REPO",
               help="Git URL, path of a Git repository, or a plain directory (watched) "
                    "[env RECONCILER_REPO: put a URL with user:password there, not in argv, "

@@ -33,7 +33,13 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
-@click.command("invoke")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler invoke --as alice acme/sentiment '{\"text\": \"I love this\"}'\n"
+            "  reconciler invoke --as bob acme/sentiment/1.2.0 @input.json\n"
+            "  echo '\"hello\"' | reconciler invoke --as dave globex/embed -")
+
+
+@click.command("invoke", epilog=EXAMPLES)
 @click.option("--as", "caller", required=True, metavar="CALLER", help="The calling account.")
 @click.argument("algorithm", metavar="OWNER/NAME[/VERSION]")
 @click.argument("input_json", metavar="INPUT_JSON")

@@ -36,7 +36,12 @@ MANIFEST_HEAD = ("# Files written by `reconciler render` into this directory; it
 NAMESPACE_FILE = "00-namespace.yaml"  # sorts before every other file of its directory
 
 
-@click.command("render")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler render config-examples --out manifests/\n"
+            "  cd platform && reconciler render --out ../deploy --pdb-api policy/v1beta1")
+
+
+@click.command("render", epilog=EXAMPLES)
 @options.config_dir_argument
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the manifests into (created if missing); outside "

@@ -52,7 +52,12 @@ def _base(uri: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
 
 
-@click.command("schema")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler schema --out .schemas\n"
+            "  reconciler schema --out public/ --base-uri https://example.com/schemas/v1/")
+
+
+@click.command("schema", epilog=EXAMPLES)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the schemas to (made if missing; our files in it are "
                    "replaced, others are left alone).")
