@@ -97,7 +97,8 @@ EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
               help="Kubernetes: how long the Lease lasts unrenewed (renewed every third of "
                    f"it) [env {LEASE_DURATION_ENV}].")
 @click.option("--once", is_flag=True,
-              help="Run one pass and exit with its result (0 applied/unchanged, 1 otherwise).")
+              help="Run one pass and exit with its result (0 applied, unchanged or "
+                   "deferred; 1 otherwise).")
 @click.option("--no-agent", is_flag=True,
               help="Local runtime: only reconcile the store; start no workers (run "
                    "`reconciler agent` on the same --state for them).")
