@@ -44,10 +44,10 @@ class StateLock:
             # truncated), and never blocking on a FIFO
             fd = os.open(self.path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
-            why = ("it is a symbolic link" if exc.errno == errno.ELOOP
+            why = ("it is a symbolic link; remove it" if exc.errno == errno.ELOOP
                    else exc.strerror or str(exc))
             raise ReconcilerError(f"cannot use state directory {self.path.parent}: "
-                                  f"{self.path.name}: {why}; remove it") from None
+                                  f"{self.path.name}: {why}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise ReconcilerError(f"cannot use state directory {self.path.parent}: "

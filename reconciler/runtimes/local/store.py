@@ -176,6 +176,9 @@ class Store:
                            f"read-only)")
 
     def _connect(self) -> sqlite3.Connection:
+        if self._conn is None and self.path.is_file() and not os.access(self.path, os.R_OK):
+            raise RuntimeFault(f"cannot read the local store {self.path}: permission denied "
+                               f"(another user's state? use a --state of your own)")
         if self._conn is None and self.read_only():
             try:
                 self._conn = self._connect_read_only()
