@@ -104,6 +104,9 @@ def parse_input(text: str) -> bytes:
         raise ReconcilerError("INPUT_JSON is nested too deeply to decode (Python's JSON "
                               "decoder stops near 1,000 levels)") from None
     except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):  # an int past 4,300 digits
+            raise ReconcilerError("INPUT_JSON holds a number of more digits than the worker "
+                                  "decodes (4,300)") from None
         raise ReconcilerError(f"INPUT_JSON is not JSON: {exc}") from None
     try:
         return raw.encode("utf-8")

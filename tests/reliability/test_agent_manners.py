@@ -88,6 +88,13 @@ def test_input_json_nested_thousands_deep_is_a_plain_error(local: Local) -> None
     assert "INPUT_JSON is nested too deeply" in done.stderr
 
 
+def test_input_with_a_number_of_thousands_of_digits_is_a_plain_error(local: Local) -> None:
+    done = reconciler("invoke", "--as", "alice", "acme/adder", "9" * 5000,
+                      "--state", str(local.site.state))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "INPUT_JSON holds a number of more digits than the worker decodes" in done.stderr
+
+
 @pytest.mark.parametrize("source", ["@/dev/zero", "-"])
 def test_endless_input_is_refused_at_the_replicas_limit(local: Local, source: str) -> None:
     """@/dev/zero (or stdin that never ends) was read whole: all memory, then a
