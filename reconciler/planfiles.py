@@ -173,7 +173,8 @@ def read_json(path: Path) -> dict[str, Any]:
         raise ReconcilerError(f"plan file {path} is over {limit} bytes "
                               f"(RECONCILER_MAX_PLAN_BYTES); refused")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant,
+                          parse_int=_bounded_int)
     except UnicodeDecodeError as exc:
         raise ReconcilerError(f"plan file {path} is not UTF-8 ({exc.reason} at byte "
                               f"{exc.start})") from None
@@ -195,6 +196,14 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    """No field of a plan needs more than a few digits; Python refuses past 4,300 with
+    advice about sys.set_int_max_str_digits that means nothing to a user."""
+    if len(text) > 40:
+        raise ValueError(f"a number of {len(text)} digits")
+    return int(text)
 
 
 def load(path: Path, *, state_dir: Path | None = None) -> Plan:

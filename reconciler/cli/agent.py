@@ -23,7 +23,12 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
-@click.command("agent")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler daemon --repo config-examples --state .reconciler --no-agent &\n"
+            "  reconciler agent --state .reconciler")
+
+
+@click.command("agent", epilog=EXAMPLES)
 @options.state_option
 @click.option("--poll-interval", type=DURATION, default="0.5s", show_default=True,
               callback=_positive, help="How often the agent compares workers with the store.")

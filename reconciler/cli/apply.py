@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     from reconciler.runtimes.base import Runtime
 
 
-@click.command("apply")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler apply config-examples --auto-approve\n"
+            "  reconciler plan --out plan.json && reconciler apply --plan plan.json\n"
+            "  reconciler apply --runtime kubernetes --context prod --auto-approve")
+
+
+@click.command("apply", epilog=EXAMPLES)
 @options.config_dir_argument
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Apply exactly this plan file (from `plan --out`); refused "

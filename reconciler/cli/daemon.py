@@ -48,7 +48,14 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command("daemon")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler daemon --repo config-examples --state .reconciler\n"
+            "  reconciler daemon --repo https://github.com/acme/platform-config.git \\\n"
+            "                    --path platform --interval 30s\n"
+            "  reconciler daemon --repo ./my-config --once   # one pass (cron, CI)")
+
+
+@click.command("daemon", epilog=EXAMPLES)
 @click.option("--repo", required=True, metavar="URL_OR_PATH", envvar="RECONCILER_REPO",
               help="Git URL, path of a Git repository, or a plain directory (watched) "
                    "[env RECONCILER_REPO: put a URL with user:password there, not in argv, "
@@ -90,7 +97,8 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Kubernetes: how long the Lease lasts unrenewed (renewed every third of "
                    f"it) [env {LEASE_DURATION_ENV}].")
 @click.option("--once", is_flag=True,
-              help="Run one pass and exit with its result (0 applied/unchanged, 1 otherwise).")
+              help="Run one pass and exit with its result (0 applied, unchanged or "
+                   "deferred; 1 otherwise).")
 @click.option("--no-agent", is_flag=True,
               help="Local runtime: only reconcile the store; start no workers (run "
                    "`reconciler agent` on the same --state for them).")

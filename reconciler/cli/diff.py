@@ -96,7 +96,12 @@ def _compile(config: Config) -> DesiredState:
     return compile_config(config)
 
 
-@click.command("diff")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler diff origin/main HEAD --format markdown > plan.md\n"
+            "  reconciler diff HEAD~1 HEAD --path platform --detailed-exitcode")
+
+
+@click.command("diff", epilog=EXAMPLES)
 @click.argument("base_ref")
 @click.argument("head_ref")
 @click.option("--repo", "repo_path", type=click.Path(file_okay=False, path_type=Path),

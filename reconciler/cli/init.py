@@ -83,7 +83,11 @@ def check_empty(target: Path) -> None:
                               "empty directory, so nothing of yours is overwritten")
 
 
-@click.command("init")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler init my-platform && cd my-platform && reconciler validate")
+
+
+@click.command("init", epilog=EXAMPLES)
 @click.argument("directory", required=False, default=".",
                 type=click.Path(file_okay=False, path_type=Path))
 def command(directory: Path) -> None:

@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -33,7 +33,13 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
-@click.command("invoke")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler invoke --as alice acme/sentiment '{\"text\": \"I love this\"}'\n"
+            "  reconciler invoke --as bob acme/sentiment/1.2.0 @input.json\n"
+            "  echo '\"hello\"' | reconciler invoke --as dave globex/embed -")
+
+
+@click.command("invoke", epilog=EXAMPLES)
 @click.option("--as", "caller", required=True, metavar="CALLER", help="The calling account.")
 @click.argument("algorithm", metavar="OWNER/NAME[/VERSION]")
 @click.argument("input_json", metavar="INPUT_JSON")
@@ -78,20 +84,18 @@ def command(caller: str, algorithm: str, input_json: str, state_dir: Path | None
 
 
 def parse_input(text: str) -> bytes:
-    """INPUT_JSON (a literal, @FILE or - for stdin), checked to be JSON; its UTF-8 bytes."""
+    """INPUT_JSON (a literal, @FILE or - for stdin), checked to be JSON; its UTF-8 bytes.
+    A file or stdin is read up to the most a replica accepts (so @/dev/zero is an error,
+    not all memory)."""
     if text == "-":
-        try:
-            raw = sys.stdin.read()
-        except UnicodeDecodeError as exc:
-            raise ReconcilerError(f"INPUT_JSON from stdin is not UTF-8: {exc.reason}") from None
+        raw = _read_bounded(sys.stdin.buffer, "INPUT_JSON from stdin")
     elif text.startswith("@"):
         try:
-            raw = Path(text[1:]).read_text(encoding="utf-8")
+            with open(text[1:], "rb") as handle:
+                raw = _read_bounded(handle, f"input file {text[1:]}")
         except OSError as exc:
             raise ReconcilerError(f"cannot read input file {text[1:]}: "
                                   f"{options.describe_os_error(exc)}") from None
-        except UnicodeDecodeError as exc:
-            raise ReconcilerError(f"input file {text[1:]} is not UTF-8: {exc.reason}") from None
     else:
         raw = text
     try:
@@ -100,11 +104,27 @@ def parse_input(text: str) -> bytes:
         raise ReconcilerError("INPUT_JSON is nested too deeply to decode (Python's JSON "
                               "decoder stops near 1,000 levels)") from None
     except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):  # an int past 4,300 digits
+            raise ReconcilerError("INPUT_JSON holds a number of more digits than the worker "
+                                  "decodes (4,300)") from None
         raise ReconcilerError(f"INPUT_JSON is not JSON: {exc}") from None
     try:
         return raw.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes in argv arrive as lone surrogates
         raise ReconcilerError("INPUT_JSON is not UTF-8") from None
+
+
+def _read_bounded(handle: BinaryIO, what: str) -> str:
+    from reconciler.runtimes.local.serve import MAX_BODY
+
+    data = handle.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise ReconcilerError(f"{what} is over {MAX_BODY} bytes, the most a replica "
+                              "accepts; nothing was called")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReconcilerError(f"{what} is not UTF-8: {exc.reason}") from None
 
 
 def _load(router: Any, config_dir: Path | None, no_cache: bool) -> Any:

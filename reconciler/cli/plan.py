@@ -67,7 +67,13 @@ def exit_code(plan: Plan, detailed: bool) -> int:
     return 0
 
 
-@click.command("plan")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler plan config-examples --state .reconciler\n"
+            "  reconciler plan --out plan.json --detailed-exitcode   # exit 2: changes\n"
+            "  reconciler plan --runtime kubernetes --context prod --format markdown")
+
+
+@click.command("plan", epilog=EXAMPLES)
 @options.config_dir_argument
 @options.runtime_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,

@@ -36,7 +36,12 @@ MANIFEST_HEAD = ("# Files written by `reconciler render` into this directory; it
 NAMESPACE_FILE = "00-namespace.yaml"  # sorts before every other file of its directory
 
 
-@click.command("render")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler render config-examples --out manifests/\n"
+            "  cd platform && reconciler render --out ../deploy --pdb-api policy/v1beta1")
+
+
+@click.command("render", epilog=EXAMPLES)
 @options.config_dir_argument
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the manifests into (created if missing); outside "
@@ -126,6 +131,7 @@ def write_manifests(objects: list[dict[str, Any]], out: Path) -> set[Path]:
     for obj in objects:
         path = out / file_name(obj)
         text = to_yaml(obj)
+        _check_plain(out, path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if _current(path) != text:
             path.write_text(text, encoding="utf-8")
@@ -135,6 +141,8 @@ def write_manifests(objects: list[dict[str, Any]], out: Path) -> set[Path]:
 
 def read_manifest(out: Path) -> set[Path]:
     """The files the last render into `out` wrote (none when it left no manifest)."""
+    if out.is_dir():
+        _check_plain(out, out / MANIFEST)
     try:
         text = (out / MANIFEST).read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
@@ -161,6 +169,7 @@ def earlier_layout(written: set[Path]) -> set[Path]:
 def write_manifest(out: Path, written: set[Path]) -> None:
     lines = sorted(path.relative_to(out).as_posix() for path in written)
     text = MANIFEST_HEAD + "".join(f"{line}\n" for line in lines)
+    _check_plain(out, out / MANIFEST)
     if _current(out / MANIFEST) != text:
         (out / MANIFEST).write_text(text, encoding="utf-8")
 
@@ -170,7 +179,7 @@ def prune_stale(out: Path, written: set[Path], before: set[Path]) -> list[Path]:
     still carry HEADER (an edited file stays), and the directories left empty."""
     removed = []
     for path in sorted(before - written):
-        if not _ours(path):
+        if _linked(out, path) or not _ours(path):
             continue
         path.unlink()
         removed.append(path)
@@ -178,6 +187,29 @@ def prune_stale(out: Path, written: set[Path], before: set[Path]) -> list[Path]:
         if parent != out and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
     return removed
+
+
+def _linked(out: Path, path: Path) -> Path | None:
+    """The first symlink on the way from `out` to `path` (itself included), or None."""
+    here = out
+    for part in path.relative_to(out).parts:
+        here = here / part
+        if here.is_symlink():
+            return here
+    return None
+
+
+def _check_plain(out: Path, path: Path) -> None:
+    """Render writes only plain files in plain directories of DIR: a symlink there (say,
+    committed to the repository DIR lives in) would have it write outside DIR, and a
+    FIFO would hang it."""
+    link = _linked(out, path)
+    if link is not None:
+        raise ReconcilerError(f"--out {out}: {link} is a symbolic link; render never writes "
+                              f"through one (remove it); nothing more was written")
+    if path.exists() and not path.is_file():
+        raise ReconcilerError(f"--out {out}: {path} is not a regular file (remove it); "
+                              f"nothing more was written")
 
 
 def _current(path: Path) -> str | None:

@@ -34,6 +34,11 @@ def write_schemas(out: Path, base_uri: str | None = None) -> list[Path]:
             document = {"$schema": schema.get("$schema"), "$id": prefix + name,
                         **{k: v for k, v in schema.items() if k not in ("$schema", "$id")}}
             path = out / name
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                # .schemas/ is committed to config repositories: a link there points anywhere
+                raise ReconcilerError(f"--out {out}: {path} is a symbolic link or not a "
+                                      "regular file; schema never writes through one "
+                                      "(remove it)")
             path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n",
                             encoding="utf-8")
             written.append(path)
@@ -52,7 +57,12 @@ def _base(uri: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
 
 
-@click.command("schema")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler schema --out .schemas\n"
+            "  reconciler schema --out public/ --base-uri https://example.com/schemas/v1/")
+
+
+@click.command("schema", epilog=EXAMPLES)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the schemas to (made if missing; our files in it are "
                    "replaced, others are left alone).")

@@ -22,7 +22,13 @@ EVENTS = 20  # events shown by --events
 NO_AGENT = "replicas pending: no agent running; start `reconciler daemon`"
 
 
-@click.command("status")
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler status --state .reconciler\n"
+            "  reconciler status -o wide --caller alice --events\n"
+            "  reconciler status --runtime kubernetes --context prod -o json")
+
+
+@click.command("status", epilog=EXAMPLES)
 @options.runtime_options
 @options.instance_option
 @click.option("-o", "--output", "output", type=click.Choice(["text", "wide", "json", "yaml"]),

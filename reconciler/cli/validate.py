@@ -20,8 +20,12 @@ from reconciler.config.model import Config
 from reconciler.errors import Diagnostic, Severity
 from reconciler.gcpause import while_running
 
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler validate config-examples\n"
+            "  reconciler validate platform --format github   # annotations in an Action")
 
-@click.command("validate")
+
+@click.command("validate", epilog=EXAMPLES)
 @config_dir_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
               show_default=True, help="text for people, json for tools, github for Actions.")

@@ -19,8 +19,12 @@ import click
 from reconciler.cli import options
 from reconciler.cli.durations import Duration
 
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  reconciler apply --auto-approve && reconciler wait --ready --timeout 2m\n"
+            "  reconciler wait --ready --caller alice --quiet")
 
-@click.command("wait")
+
+@click.command("wait", epilog=EXAMPLES)
 @options.runtime_options
 @options.instance_option
 @click.option("--ready", is_flag=True, required=True,

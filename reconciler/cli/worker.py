@@ -35,7 +35,16 @@ def _help() -> str:
     """
 
 
-@click.command("worker", help=_help())
+EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
+            "  RECONCILER_ENTRYPOINT=sentiment:apply RECONCILER_POOL_ID=p1 \\\n"
+            "  RECONCILER_MODEL_PATH=data://acme/sentiment/words-1.1.json \\\n"
+            "  RECONCILER_MODEL_DIGEST=sha256:74c1... \\\n"
+            "  RECONCILER_DATA_ROOT=config-examples/data \\\n"
+            "  RECONCILER_CODE_ROOT=config-examples/src \\\n"
+            "  RECONCILER_LISTEN=127.0.0.1:8081 reconciler worker")
+
+
+@click.command("worker", help=_help(), epilog=EXAMPLES)
 def command() -> None:
     try:
         argv = worker.args_from_env(dict(os.environ))

@@ -218,7 +218,8 @@ def _file_result(path: Path, real_root: str, cache: FileCache | None
         with open(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
-                return ([], [(1, 1, "", "not a regular file; skipped", "error")]), ""
+                return ([], [(1, 1, "", "not a regular file (a FIFO or device is never read); "
+                                      "refused", "error")]), ""
             if info.st_size > limit:
                 return ([], [(1, 1, "", f"file is {info.st_size} bytes, over the limit of "
                                         f"{limit} (RECONCILER_MAX_FILE_BYTES); refused",

@@ -11,6 +11,7 @@ No tags are ever executed: only the YAML core schema's scalars are built.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -25,6 +26,15 @@ except ImportError:  # pragma: no cover - libyaml is present on supported machin
 
 MAX_NODES_PER_DOCUMENT = 100_000  # alias bombs stop here, in milliseconds
 MAX_DEPTH = 64
+# libyaml's C composer recurses once per nesting level on the C stack, with no
+# limit: some 20,000 levels (`[[[[...` is one byte each) crash the process with
+# SIGSEGV before the walker can count them. A document whose nesting could pass
+# this bound is first measured from the parser's events (which keep no stack),
+# and refused there when it is deeper than the walker would allow.
+_SAFE_NESTING_BOUND = 1_000
+_DOCUMENT_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
+_BREAKS = "\n\r\x85\u2028\u2029"  # PyYAML's line breaks
+_DEEP_INDENT = re.compile(f"[{_BREAKS}] {{{_SAFE_NESTING_BOUND // 2}}}")
 
 STR = "tag:yaml.org,2002:str"
 MERGE = "tag:yaml.org,2002:merge"
@@ -88,7 +98,11 @@ class _Walker:
             value: str = node.value
             return sys.intern(value) if len(value) <= 24 else value
         if node.tag in _SCALAR_TAGS:
-            return _constructor.construct_object(node)
+            try:
+                return _constructor.construct_object(node)
+            except ValueError:  # an int past Python's 4,300-digit limit: a traceback before
+                raise YamlProblem(f"a number of {len(node.value)} characters is too long to "
+                                  "read; refused", _pos(node), path) from None
         raise YamlProblem(f"unsupported tag {node.tag} (only plain YAML is accepted)",
                           _pos(node), path)
 
@@ -138,12 +152,55 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
     return "YAML syntax error: " + ("; ".join(parts) or "cannot parse")
 
 
+def _may_nest_deeply(text: str) -> bool:
+    """False when no document of `text` can nest past _SAFE_NESTING_BOUND levels.
+
+    A cheap upper bound, never an underestimate: a nesting level opens only at a
+    flow bracket, a block indicator (`-`, `?`; a `:` value at most once more per
+    `?`) or a deeper indentation, and never across a document marker (`---` or
+    `...` at the start of a line ends any scalar)."""
+    half = _SAFE_NESTING_BOUND // 2
+    if _DEEP_INDENT.search(text):
+        return True
+    return any(len(part) > half and 2 * sum(map(part.count, "[{-?")) > half
+               for part in _DOCUMENT_MARKER.split(text))
+
+
+def _too_deep(text: str) -> Pos | None:
+    """Where a document first nests more collections than the walker allows, from the
+    parser's events (no recursion); None when none does, or when the events stop at a
+    syntax error (composing the file reports it)."""
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while True:
+            event = loader.get_event()
+            if event is None:
+                return None
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH + 1:
+                    mark = event.start_mark
+                    return (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+
+
 def parse_text(text: str) -> tuple[list[ParsedDoc], list[RawDiag]]:
     """Every non-empty document of a file, and the problems that stopped parsing.
 
     A syntax error ends the file (libyaml cannot resynchronise), but the
     documents before it are kept so that they still take part in the rules."""
     docs: list[ParsedDoc] = []
+    if _may_nest_deeply(text):
+        deep = _too_deep(text)
+        if deep is not None:
+            return docs, [(deep[0], deep[1], "", f"nested deeper than {MAX_DEPTH} levels; "
+                           "refused", "error")]
     loader = _Loader(text)
     try:
         while loader.check_node():

@@ -32,7 +32,7 @@ from reconciler.daemon.notify import Notifier, NotifySettings
 from reconciler.daemon.passes import PassSettings, PipelinePass
 from reconciler.daemon.probe import PoolsProbe
 from reconciler.daemon.server import Endpoints, Server, is_loopback, parse_listen
-from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso
+from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso, replace_file
 from reconciler.daemon.views import Dashboard
 from reconciler.daemon.web import TOKEN_ENV
 from reconciler.daemon.webhook import SECRET_ENV
@@ -302,9 +302,7 @@ class Daemon:
         """state_dir/daemon.json: where the daemon listens, for tests and operators."""
         info = {"pid": os.getpid(), "listen": address, "url": f"http://{address}",
                 "startedAt": now_iso(), "repo": repo}
-        tmp = self.state_dir / "daemon.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        tmp.replace(self.state_dir / "daemon.json")
+        replace_file(self.state_dir / "daemon.json", json.dumps(info, indent=2) + "\n")
 
     def _install_signals(self, loop: Loop) -> dict[int, Any]:
         def handle(signum: int, frame: FrameType | None) -> None:

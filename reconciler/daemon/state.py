@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -144,17 +145,28 @@ class LastGood:
             return
         data = {"repo": self.repo, "path": self.path, "lastAppliedCommit": commit,
                 "at": now_iso()}
-        tmp = self.file.with_name(self.file.name + ".tmp")
         try:
-            with tmp.open("w") as handle:
-                handle.write(json.dumps(data, indent=2) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(self.file)
+            replace_file(self.file, json.dumps(data, indent=2) + "\n")
         except OSError as exc:
             log.warning("cannot record the last good commit in %s: %s", self.file, exc)
             return
         self._saved = commit
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` whole, atomically: a fresh temporary file beside it (O_EXCL, so a
+    symlink planted in the state directory is never followed), synced, then renamed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o644)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class DaemonState:

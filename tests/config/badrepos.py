@@ -7,6 +7,7 @@ message must contain.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 NOT_UTF8 = (b"apiVersion: reconciler/v1\nkind: Account\n"
             b"metadata: {name: caf\xe9}\nspec: {type: user}\n")
+# libyaml's C composer recursed past the C stack on these (SIGSEGV, no diagnostic)
+DEEP_HEAD = ("apiVersion: reconciler/v1\nkind: Account\nmetadata: {name: deep}\n"
+             "spec:\n  type: user\n")
+DEEP_FLOW = DEEP_HEAD + "  x: " + "[" * 1_000_000 + "]" * 1_000_000 + "\n"
+DEEP_BLOCK = DEEP_HEAD + "  x:\n    " + "- " * 1_000_000 + "a\n"
 DUP_RESERVATION = """---
 apiVersion: reconciler/v1
 kind: Reservation
@@ -102,8 +108,16 @@ CASES = [
          "must be <= maximumParallelCapacity (4), got 5",
          edit("limits.yaml", "minimumParallelCapacity: 1", "minimumParallelCapacity: 5")),
     Case("alias-bomb", "bomb.yaml", None, "alias bomb", add("bomb.yaml", BOMB), line=5),
+    Case("deep-flow-nesting", "deep.yaml", None, "nested deeper than 64 levels",
+         add("deep.yaml", DEEP_FLOW), line=6),
+    Case("deep-block-nesting", "deep.yaml", None, "nested deeper than 64 levels",
+         add("deep.yaml", DEEP_BLOCK), line=7),
+    Case("huge-integer", RES, "replicas: 9999", "a number of 5000 characters is too long",
+         edit(RES, "replicas: 2", "replicas: " + "9" * 5000)),
     Case("not-utf8", "accounts/cafe.yaml", None, "not UTF-8",
          add("accounts/cafe.yaml", NOT_UTF8), line=3),
+    Case("fifo", "pipe.yaml", None, "not a regular file (a FIFO or device is never read)",
+         add("pipe.yaml", ""), line=1),
     Case("huge-file", "huge.yaml", None, "over the limit", add("huge.yaml", ""), line=1),
     Case("path-traversal", ALG, "data://acme/../etc/passwd", "'..' segments",
          edit(ALG, "data://acme/sentiment/m1.json", "data://acme/../etc/passwd")),
@@ -114,6 +128,9 @@ CASES = [
 def make_repo(case: Case, write_repo: Callable[..., Path]) -> Path:
     """Write the case's repo; the huge file is made sparse so the test stays fast."""
     root = write_repo(case.files(), name=case.id)
+    if case.id == "fifo":  # opening it for reading would wait for a writer forever
+        (root / case.file).unlink()
+        os.mkfifo(root / case.file)
     if case.id == "huge-file":
         with open(root / case.file, "r+b") as handle:
             handle.truncate(HUGE_BYTES)

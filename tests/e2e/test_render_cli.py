@@ -6,6 +6,7 @@ tests/kubernetes/test_manifests.py.)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,49 @@ def test_an_unwritable_out_is_an_error_not_a_traceback(tmp_path: Path) -> None:
         assert done.returncode == 1, done.stdout
         assert "Traceback" not in done.stderr
         assert f"error: --out {out}: cannot write the manifests: {reason}" in done.stderr
+
+
+@pytest.mark.parametrize("planted", ["namespace-dir", "manifest-file", "listed-link"])
+def test_render_never_writes_or_deletes_through_a_symlink_in_out(tmp_path: Path,
+                                                                 planted: str) -> None:
+    """DIR is often a directory of a Git repository, where anyone with a pull request
+    can commit a symlink: render wrote through it (or deleted a file it listed there)."""
+    config = write_config(tmp_path / "repo")
+    first = reconciler("render", str(config), "--out", "out", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.yaml"
+    namespace = next(p for p in sorted(out.iterdir()) if p.is_dir())
+    victim.write_bytes((namespace / "00-namespace.yaml").read_bytes())  # render's header
+    before = victim.read_bytes()
+    if planted == "namespace-dir":
+        for path in namespace.iterdir():
+            path.unlink()
+        namespace.rmdir()
+        namespace.symlink_to(outside)
+    elif planted == "manifest-file":
+        (namespace / "00-namespace.yaml").unlink()
+        (namespace / "00-namespace.yaml").symlink_to(victim)
+    else:
+        (out / "link").symlink_to(outside)
+        with open(out / ".reconciler-render", "a") as listed:
+            listed.write("link/victim.yaml\n")
+    done = reconciler("render", str(config), "--out", "out", cwd=tmp_path)
+    assert "Traceback" not in done.stderr
+    if planted == "listed-link":
+        assert done.returncode == 0, done.stderr  # not ours to delete: left alone
+    else:
+        assert done.returncode == 1, done.stdout
+        assert "is a symbolic link; render never writes through one (remove it)" in done.stderr
+    assert victim.read_bytes() == before
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.yaml"]
+
+
+def test_a_fifo_in_out_is_refused_without_hanging(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "repo")
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "out" / ".reconciler-render")
+    done = reconciler("render", str(config), "--out", "out", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert ".reconciler-render is not a regular file (remove it)" in done.stderr

@@ -3,6 +3,7 @@ warmupTimeout, and `invoke` turns absurd input and options into plain errors."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,6 +86,25 @@ def test_input_json_nested_thousands_deep_is_a_plain_error(local: Local) -> None
                       "--state", str(local.site.state))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "INPUT_JSON is nested too deeply" in done.stderr
+
+
+def test_input_with_a_number_of_thousands_of_digits_is_a_plain_error(local: Local) -> None:
+    done = reconciler("invoke", "--as", "alice", "acme/adder", "9" * 5000,
+                      "--state", str(local.site.state))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "INPUT_JSON holds a number of more digits than the worker decodes" in done.stderr
+
+
+@pytest.mark.parametrize("source", ["@/dev/zero", "-"])
+def test_endless_input_is_refused_at_the_replicas_limit(local: Local, source: str) -> None:
+    """@/dev/zero (or stdin that never ends) was read whole: all memory, then a
+    MemoryError traceback. It is read up to the 64 MiB a replica accepts."""
+    with open("/dev/zero", "rb") as zeros:
+        done = subprocess.run([sys.executable, "-m", "reconciler", "invoke", "--as", "alice",
+                               "acme/adder", source, "--state", str(local.site.state)],
+                              stdin=zeros, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "is over 67108864 bytes, the most a replica accepts" in done.stderr
 
 
 @pytest.mark.parametrize("timeout", ["0", "0s"])

@@ -99,3 +99,19 @@ def test_status_of_a_missing_state_is_an_error(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "no such state directory" in clean(done) and "No warm pools" not in done.stdout
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_store_this_user_may_not_read_is_named_with_the_reason(open_tmp: Path) -> None:
+    """It said "local store: unable to open database file"."""
+    as_other = unprivileged()
+    if not as_other:
+        pytest.skip("needs root to make a store another user cannot read")
+    config = write_config(open_tmp / "config")
+    state = open_tmp / "state"
+    assert cli("apply", str(config), "--state", str(state), "--auto-approve").returncode == 0
+    readable_by_all(open_tmp)
+    os.chmod(state / "state.db", 0o600)
+    for args in (["status"], ["plan", str(config)]):
+        done = cli(*args, "--state", str(state), prefix=as_other)
+        assert done.returncode == 1, clean(done)
+        assert f"cannot read the local store {state}/state.db: permission denied" in done.stderr

@@ -62,6 +62,13 @@ def test_missing_model_file_is_explained(tmp_path: Path) -> None:
         worker.warm_up(args_for(tmp_path, model="data://acme/models/none.json"))
 
 
+def test_a_model_path_that_is_a_fifo_is_named_as_one_and_never_opened(tmp_path: Path) -> None:
+    (tmp_path / "data" / "acme" / "m").mkdir(parents=True)
+    os.mkfifo(tmp_path / "data" / "acme" / "m" / "x.json")
+    with pytest.raises(worker.WarmupError, match="is not a regular file"):
+        worker.resolve_data_path("data://acme/m/x.json", tmp_path / "data")
+
+
 def test_worker_script_imports_no_heavy_modules(tmp_path: Path) -> None:
     """Run as the agent runs it (a script, stdlib only), so a replica warms up quickly."""
     probe = f"""

@@ -110,3 +110,17 @@ def test_the_examples_modelines_point_at_the_schema_of_their_kind() -> None:
         assert target.is_file(), (path, target)
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
         assert {kinds[d["kind"]] for d in docs} == {target.name}, path
+
+
+def test_a_symlink_among_the_schemas_is_refused_not_written_through(tmp_path: Path) -> None:
+    """.schemas/ is committed to config repositories, so a pull request can plant a link
+    there; `schema --out .schemas` overwrote its target."""
+    out = tmp_path / ".schemas"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    (out / "account.json").symlink_to(victim)
+    done = reconciler("schema", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "account.json is a symbolic link or not a regular file" in done.stderr
+    assert victim.read_text() == "keep\n"

@@ -43,3 +43,18 @@ def test_every_option_is_in_the_readme_synopsis(name: str) -> None:
 
 def test_the_runtime_choices_are_the_runtimes() -> None:
     assert options.RUNTIMES == RUNTIMES
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_every_help_ends_with_examples_that_use_only_real_options(name: str) -> None:
+    command: click.Command = importlib.import_module(COMMANDS[name][0]).command
+    text = command.get_help(click.Context(command, info_name=name))
+    assert "  Examples:\n" in text, f"`reconciler {name} --help` has no examples"
+    examples = text.split("  Examples:\n", 1)[1]
+    assert f"reconciler {name}" in examples
+    flags = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    for line in examples.splitlines():
+        if f"reconciler {name}" not in line:
+            continue
+        used = re.findall(r"(?<!\S)(--?[a-z][-a-z]*)", line.split(f"reconciler {name}", 1)[1])
+        assert set(used) <= flags, f"{line.strip()!r}: {sorted(set(used) - flags)} unknown"

@@ -7,15 +7,19 @@ holds it (pid, purpose, since) so that a second applier can say whom to wait for
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
 from reconciler.errors import LockHeld, ReconcilerError
+
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class StateLock:
@@ -36,10 +40,18 @@ class StateLock:
             return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # never through a symlink (a planted STATE/apply.lock -> ~/.bashrc would be
+            # truncated), and never blocking on a FIFO
+            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
+            why = ("it is a symbolic link; remove it" if exc.errno == errno.ELOOP
+                   else exc.strerror or str(exc))
             raise ReconcilerError(f"cannot use state directory {self.path.parent}: "
-                                  f"{exc}") from None
+                                  f"{self.path.name}: {why}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ReconcilerError(f"cannot use state directory {self.path.parent}: "
+                                  f"{self.path.name} is not a regular file; remove it")
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             try:
@@ -98,7 +110,7 @@ def is_held(path: Path) -> bool:
     kernel releases a dead holder's flock at once, even after kill -9). The probe holds a
     shared lock for an instant, so an acquirer racing it should wait a moment, not fail."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False  # no lock file: nobody ever held it here
     try:

@@ -7,8 +7,10 @@ replica id. That is what lets a restarted agent adopt live workers safely.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -88,8 +90,21 @@ def spawn(args: list[str], log_path: Path,
           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a worker in its own session (a Ctrl-C on the terminal must not reach it),
     its stdout and stderr appended to `log_path`; `env` replaces the environment."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    for directory in (log_path.parent.parent, log_path.parent):  # STATE/logs, STATE/logs/POOL
+        if directory.is_symlink():
+            raise OSError(f"{directory} is a symbolic link (remove it)")
+        directory.mkdir(parents=True, exist_ok=True)
+    # O_NOFOLLOW: a symlink planted as the log would have the worker append to its target
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(f"{log_path} is a symbolic link (remove it)") from None
+        raise
+    with open(fd, "ab") as log:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{log_path} is not a regular file (remove it)")
         return subprocess.Popen(
             [sys.executable, str(WORKER_SCRIPT), *args], stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,

@@ -132,7 +132,15 @@ class Store:
 
     @staticmethod
     def exists(state_dir: Path) -> bool:
-        return (Path(state_dir) / DB_NAME).is_file()
+        """Is there a store? A state.db that is not a regular file (a FIFO, a directory, a
+        device) is an error, not an empty runtime: SQLite would fail on it action by action."""
+        path = Path(state_dir) / DB_NAME
+        if path.is_file():
+            return True
+        if path.exists():
+            raise RuntimeFault(f"the local store {path} is not a regular file; remove it "
+                               "(or point --state elsewhere)")
+        return False
 
     def read_only(self) -> bool:
         """The state directory (or its store) exists but this process may not write it:
@@ -168,6 +176,9 @@ class Store:
                            f"read-only)")
 
     def _connect(self) -> sqlite3.Connection:
+        if self._conn is None and self.path.is_file() and not os.access(self.path, os.R_OK):
+            raise RuntimeFault(f"cannot read the local store {self.path}: permission denied "
+                               f"(another user's state? use a --state of your own)")
         if self._conn is None and self.read_only():
             try:
                 self._conn = self._connect_read_only()
@@ -175,6 +186,7 @@ class Store:
                 raise translate(exc) from exc
             self._read_only = True
         if self._conn is None:
+            self.exists(self.state_dir)  # refuses a state.db that is not a regular file
             try:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -40,7 +40,8 @@ def resolve_data_path(url: str, data_root: Path) -> Path:
     if not path.is_relative_to(root):
         raise WarmupError(f"model path {url!r} leaves the data root {root}")
     if not path.is_file():
-        raise WarmupError(f"model file {path} (from {url}) does not exist")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise WarmupError(f"model file {path} (from {url}) {what}")
     return path
 
 

@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     host, port = str(server.server_address[0]), int(server.server_address[1])
     try:
         reporter.warming()
-        log(f"pool {args.pool} replica {args.replica}: warming up (health on {host}:{port})")
+        which = f" replica {args.replica}" if args.replica is not None else ""  # none: a pod
+        log(f"pool {args.pool}{which}: warming up (health on {host}:{port})")
         try:
             replica.warmed(*warm_up(args))
         except WarmupError as exc:
