@@ -30,6 +30,7 @@ from typing import Any
 from reconciler import __version__
 from reconciler.config import schema
 from reconciler.config.documents import LOC_BYTES, RawDiag
+from reconciler.ownership import untrusted
 
 CACHE_FORMAT = "2"
 _CODE_FILES = ("documents.py", "parse.py", "schema.py", "fastschema.py", "cache.py", "loader.py")
@@ -94,7 +95,7 @@ class FileCache:
         if self._usable is None:
             self._usable = True
             for directory in (self.root, self.directory):
-                why = _unsafe(directory)
+                why = untrusted(directory, directory=True)
                 if why:
                     self.problems.append(f"cache directory {directory} {why}: not used")
                     self._usable = False
@@ -160,24 +161,6 @@ def _make_private_dir(directory: Path) -> None:
     except FileExistsError:
         if stat.S_IMODE(os.stat(directory).st_mode) & 0o077:
             os.chmod(directory, 0o700)
-
-
-def _unsafe(directory: Path) -> str | None:
-    """Why a cache directory must not be used: owned by another user, or writable by
-    others (they could plant entries). None when it is fine or does not exist yet."""
-    try:
-        info = os.lstat(directory)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"cannot be inspected ({exc.strerror})"
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory"
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        return f"belongs to uid {info.st_uid}, not to this user"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return "is writable by other users"
-    return None
 
 
 # --- the entry format ----------------------------------------------------------------------

@@ -112,3 +112,24 @@ def test_a_store_that_is_a_fifo_is_an_error_not_an_empty_runtime(tmp_path: Path,
     done = cli(*args, "--state", str(state), timeout=30)
     assert done.returncode == 1, clean(done)
     assert "state.db is not a regular file; remove it" in clean(done)
+
+
+@pytest.mark.parametrize("opened", ["directory", "store"])
+def test_the_agent_refuses_a_state_others_may_write(tmp_path: Path, opened: str) -> None:
+    """The store names the code the agent runs: a state directory or store that other
+    users may write (a shared volume, /tmp) would let them run code as the agent."""
+    config = write_config(tmp_path / "config")
+    state = tmp_path / "state"
+    done = cli("apply", str(config), "--state", str(state), "--auto-approve")
+    assert done.returncode == 0, clean(done)
+    writable = state if opened == "directory" else state / "state.db"
+    writable.chmod(0o777 if opened == "directory" else 0o666)
+    for args in (("agent", "--state", str(state)),
+                 ("daemon", "--repo", str(config), "--state", str(state),
+                  "--listen", "127.0.0.1:0")):  # it starts the agent: refused at once
+        refused = cli(*args, timeout=30)
+        assert refused.returncode == 1, clean(refused)
+        assert f"the agent will not run from {writable}: it is writable by other users" \
+            in clean(refused)
+        assert "Traceback" not in refused.stderr
+    assert not (state / "logs").exists(), "no worker started"

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.backoff import Backoff
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, RuntimeFault
+from reconciler.ownership import untrusted
 from reconciler.runtimes.local import procs
 from reconciler.runtimes.local import store as db
 from reconciler.runtimes.local.lock import StateLock
@@ -71,6 +72,7 @@ class Agent:
     def __init__(self, state_dir: Path, *, poll_interval: float = 0.5,
                  grace: float = 5.0) -> None:
         self.state_dir = Path(state_dir)
+        _trusted(self.state_dir)
         self.poll_interval = poll_interval
         self.store = db.Store(self.state_dir)
         self.supervisor = Supervisor(self.store, self.state_dir, grace=grace)
@@ -283,6 +285,19 @@ def _live_by(pools: list[tuple[WarmPool, sqlite3.Row]], rows: list[sqlite3.Row],
         if found is not None and row["state"] in LIVE:
             counts[found] = counts.get(found, 0) + 1
     return counts
+
+
+def _trusted(state_dir: Path) -> None:
+    """The store names the code the agent runs (entrypoints, code and data roots): a state
+    directory or store another user may write would let them run code as this user."""
+    for path, directory in ((state_dir, True), (state_dir / db.DB_NAME, False)):
+        if not directory and not path.is_file():
+            continue  # absent, or not a file: the store says so in its own words
+        why = untrusted(path, directory=directory)
+        if why:
+            raise RuntimeFault(f"the agent will not run from {path}: it {why}, and the store "
+                               "names the code the agent runs; the state must be this "
+                               "user's alone (chown it, or chmod go-w)")
 
 
 def run_standalone(state_dir: Path, *, poll_interval: float = 0.5, grace: float = 5.0) -> None:
