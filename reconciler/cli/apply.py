@@ -235,7 +235,7 @@ def _confirm_and_execute(target: Runtime, plan: Plan, auto_approve: bool,
             raise PlanRefused("apply asks for confirmation, and stdin is not a terminal: pass "
                               "--auto-approve to apply without asking (or save the plan with "
                               "`reconciler plan --out FILE` and run `reconciler apply --plan "
-                              "FILE`); nothing was applied")
+                              "FILE`, both with the same --state); nothing was applied")
         click.confirm("Apply these changes?", abort=True)
     click.echo("")
     result = execute(plan, target, wait_timeout=wait_timeout,

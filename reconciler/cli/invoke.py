@@ -48,7 +48,7 @@ EXAMPLES = ("\b\nExamples:\n"  # --help shows them after the options
               default=None, help="Config repository to resolve the version in [default: the "
                                  "versions the last apply recorded in the store, else the "
                                  "config dir it recorded].")
-@options.code_data_options
+@options.recorded_roots
 @click.option("--timeout", type=DURATION, default="30s", show_default=True, callback=_positive,
               help="How long the call (and a cold start) may take.")
 @options.no_cache_option

@@ -86,20 +86,28 @@ def instance_settings(instance: str | None) -> Any:
     return Settings(kubernetes=KubernetesSettings(instance=instance, namespace_prefix="*"))
 
 
-def code_root_option(func: F) -> F:
+def code_root_option(func: F, default: str = "CONFIG_DIR/src") -> F:
     """--code-root: where entrypoint modules are (local runtime; validate checks them)."""
     return click.option("--code-root", type=click.Path(file_okay=False, path_type=Path),
                         default=None, help="Algorithm code for the local runtime "
-                                           "[default: CONFIG_DIR/src].")(func)
+                                           f"[default: {default}].")(func)
 
 
-def code_data_options(func: F) -> F:
-    """--data-root, --code-root (local runtime)."""
-    func = code_root_option(func)
+def code_data_options(func: F, *, recorded: bool = False) -> F:
+    """--data-root, --code-root (local runtime). `recorded`: the defaults are the roots
+    the last apply recorded in the store (a command without CONFIG_DIR: invoke)."""
+    where = "the {0} root the last apply recorded, else {1}/ under the config directory" \
+        if recorded else "CONFIG_DIR/{1}"
+    func = code_root_option(func, where.format("code", "src"))
     func = click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
-                        default=None, help="Where data:// paths resolve "
-                                           "[default: CONFIG_DIR/data].")(func)
+                        default=None, help="Where data:// paths resolve [default: "
+                                           f"{where.format('data', 'data')}].")(func)
     return func
+
+
+def recorded_roots(func: F) -> F:
+    """--data-root, --code-root defaulting to the roots the last apply recorded."""
+    return code_data_options(func, recorded=True)
 
 
 def resolve_state_dir(state_dir: Path | None) -> Path:
