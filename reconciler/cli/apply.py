@@ -90,6 +90,8 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
             kube_context, config), lambda target: _plan_and_apply(
             target, config_dir, config, auto_approve, allow_mass_delete,
             allow_reduced_capacity, wait_timeout, state))
+        if runtime == "kubernetes":
+            options.record_instance(state, config.settings)
         return
     from reconciler.pipeline import load_plan_file
 
@@ -104,6 +106,8 @@ def command(config_dir: Path, plan_file: Path | None, runtime: str, state_dir: P
     _locked(state, lock_timeout, lambda: _open(
         runtime, state, settings, source, data_root, code_root, kubeconfig, kube_context),
         lambda target: _apply_saved(target, plan, saved, wait_timeout, state))
+    if runtime == "kubernetes":
+        options.record_instance(state, settings)
 
 
 def _locked(state: Path, lock_timeout: float, open_target: Callable[[], Runtime],

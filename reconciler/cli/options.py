@@ -72,14 +72,59 @@ def instance_option(func: F) -> F:
         "--instance", default=None, envvar="RECONCILER_INSTANCE", metavar="NAME",
         help="Kubernetes: the reconciler instance to show, as the config names it "
              "(Settings.kubernetes.instance, else its namespacePrefix) [env "
-             "RECONCILER_INSTANCE; default: acct-, the default namespacePrefix].")(func)
+             "RECONCILER_INSTANCE; default: the one the last Kubernetes apply with this "
+             "--state wrote, else acct-, the default namespacePrefix].")(func)
 
 
-def instance_settings(instance: str | None) -> Any:
+INSTANCE_FILE = "kubernetes-instance"  # in the state directory: the last apply's instance
+
+
+def record_instance(state: Path, settings: Any) -> None:
+    """After a Kubernetes apply: the instance it wrote, which `status` and `wait` show
+    when no --instance is given. A record only: failing to write it is a warning."""
+    from reconciler.config.model import KubernetesSettings
+    from reconciler.daemon.state import replace_file
+    from reconciler.runtimes.kubernetes.manifests import instance_name
+
+    kube = settings.kubernetes if settings is not None else KubernetesSettings()
+    try:
+        replace_file(state / INSTANCE_FILE, instance_name(kube) + "\n")
+    except OSError as exc:
+        click.echo(f"warning: cannot record the instance in {state / INSTANCE_FILE}: "
+                   f"{describe_os_error(exc)}", err=True)
+
+
+def recorded_instance(state: Path) -> str | None:
+    """The instance the last Kubernetes apply with this state wrote; None when none did."""
+    path = state / INSTANCE_FILE
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(1024)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ReconcilerError(f"cannot read {path}: {describe_os_error(exc)}") from None
+    try:
+        name = raw.decode().strip()
+    except UnicodeDecodeError:
+        name = ""
+    if not name or len(name) > 253 or any(c in name for c in "\0\r\n"):
+        raise ReconcilerError(f"{path} is damaged (not an instance name): give --instance, "
+                              "or remove the file")
+    return name
+
+
+def instance_settings(instance: str | None, state: Path | None = None) -> Any:
     """Settings to read (not write) the objects of Kubernetes instance `instance`, wherever
-    its namespaces are (None: the defaults)."""
+    its namespaces are; without one, the instance the last Kubernetes apply with `state`
+    wrote (said on stderr), else None: the defaults."""
     from reconciler.config.model import KubernetesSettings, Settings
 
+    if instance is None and state is not None:
+        instance = recorded_instance(state)
+        if instance is not None:
+            click.echo(f"instance {instance} (the last Kubernetes apply with this --state; "
+                       "--instance shows another)", err=True)
     if instance is None:
         return None
     # "*" is no namespacePrefix: the runtime reads the pools where they are

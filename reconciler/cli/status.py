@@ -66,7 +66,8 @@ def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
                               f"ever applied with it); check the path or RECONCILER_STATE")
     target = open_runtime(runtime, state_dir=state,
                           kubeconfig=kubeconfig, context=kube_context,
-                          settings=options.instance_settings(instance))
+                          settings=options.instance_settings(
+                              instance, state if runtime == "kubernetes" else None))
     try:
         live = target.observe()
         report = target.report() if hasattr(target, "report") else {}

@@ -51,9 +51,10 @@ def command(runtime: str, state_dir: Path | None, kubeconfig: Path | None,
 
     if interval <= 0:
         raise click.BadParameter("must be greater than 0", param_hint="--interval")
-    target = open_runtime(runtime, state_dir=options.resolve_state_dir(state_dir),
-                          kubeconfig=kubeconfig, context=kube_context,
-                          settings=options.instance_settings(instance))
+    state = options.resolve_state_dir(state_dir)
+    target = open_runtime(runtime, state_dir=state, kubeconfig=kubeconfig, context=kube_context,
+                          settings=options.instance_settings(
+                              instance, state if runtime == "kubernetes" else None))
     deadline = time.monotonic() + timeout
     try:
         while True:

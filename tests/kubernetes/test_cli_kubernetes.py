@@ -52,6 +52,16 @@ def test_plan_apply_plan_status(tmp_path: Path, prefix: str, kubeconfig: Path,
     assert pools[alice["id"]]["ready"] == 2 and pools[alice["id"]]["replicas"] == 2
     assert {"cpu-node-1", "gpu-node-1"} <= {n["name"] for n in report["nodes"]}
 
+    # without --instance: the one the last apply with this --state wrote, said on stderr
+    recorded = reconciler("status", *common, "--format", "json", "--caller", "alice")
+    assert recorded.returncode == 0, recorded.stderr
+    assert json.loads(recorded.stdout)["pools"] == report["pools"]
+    assert f"instance {prefix} (the last Kubernetes apply with this --state" in recorded.stderr
+    (tmp_path / "state" / "kubernetes-instance").write_bytes(b"\xff\n")
+    damaged = reconciler("status", *common)
+    assert damaged.returncode == 1 and "kubernetes-instance is damaged" in damaged.stderr
+    assert "Traceback" not in damaged.stderr
+
 
 def test_unreachable_cluster_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     root = write_config(tmp_path / "repo", "acct-")
