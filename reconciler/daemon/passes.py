@@ -102,6 +102,7 @@ class PipelinePass:
         self._incremental: Incremental | None = None  # made at the first pass
         self._full = True
         self._settle = False  # collect and freeze after this pass (see __call__)
+        self._warned: set[str] = set()  # the last observed pass's plan warnings
 
     def full_next(self) -> None:
         """Make the next pass a full one (the loop calls this on every resync): every file
@@ -170,6 +171,8 @@ class PipelinePass:
         plan = planned.plan
         if self.on_planned is not None:
             self.on_planned(planned)
+        if live is None:  # a remembered live state carries no warnings of its own
+            self._warn_new([str(w) for w in plan.warnings])
         summary = dict(plan.summary)
         # a remembered live state has no replica status: /status keeps the probe's pools
         seen = pools_summary(planned.live) if live is None else None
@@ -211,6 +214,14 @@ class PipelinePass:
             # All this pass did was wait, in vain, for the new pools of an earlier move.
             return Outcome(DEFERRED, summary, deferred=deferred, pools=pools, moves=moves)
         return Outcome(APPLIED, summary, deferred=deferred, pools=pools, moves=moves)
+
+    def _warn_new(self, warnings: list[str]) -> None:
+        """Log the plan's warnings (another writer, fields added by hand, drift held back)
+        when they first appear, not on every poll while they last."""
+        for text in warnings:
+            if text not in self._warned:
+                log.warning("plan: %s", text)
+        self._warned = set(warnings)
 
     def _open_runtime(self, config: Config, config_dir: Path) -> FullRuntime:
         s = self.settings

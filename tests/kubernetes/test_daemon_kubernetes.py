@@ -136,3 +136,30 @@ def test_one_leader_applies_loses_the_lease_and_hands_over(
         for proc in (a, b):
             if proc is not None and proc.proc.poll() is None:
                 proc.stop(signal.SIGKILL)
+
+
+def test_a_plan_warning_is_logged_once_when_it_appears_not_every_poll(
+        tmp_path: Path, prefix: str, kubeconfig: Path, api: Api) -> None:
+    """Someone adds a container to an engine's pod template: apply cannot remove it, and
+    the daemon's log says so when it appears, not once a second while it lasts."""
+    repo = GitRepo(tmp_path / "origin")
+    write_config(repo.work, prefix)
+    first = repo.commit("two sentiment replicas for alice, one vision for bob")
+    proc = daemon(tmp_path, "state", repo, kubeconfig)
+    try:
+        proc.wait_status(lambda s: s["lastAppliedCommit"] == first, 20, "applied")
+        (name,) = [d["metadata"]["name"] for d in api.get(
+            f"/apis/apps/v1/namespaces/{prefix}alice/deployments")["items"]]
+        api.request("PATCH", f"/apis/apps/v1/namespaces/{prefix}alice/deployments/{name}",
+                    content_type="application/strategic-merge-patch+json",
+                    query={"fieldManager": "intruder"}, body={"spec": {"template": {"spec": {
+                        "containers": [{"name": "miner", "image": "registry.example/m"}]}}}})
+        line = "plan: field manager 'intruder' added Deployment spec.template.spec" \
+               ".containers[miner]"
+        wait_for(lambda: line in proc.output(), 10, "the warning logged")
+        passes = len(proc.status()["history"])
+        proc.wait_status(lambda s: len(s["history"]) >= passes + 3, 10, "three more passes")
+        assert proc.output().count(line) == 1
+    finally:
+        if proc.proc.poll() is None:
+            assert proc.stop() == 0
