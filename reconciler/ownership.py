@@ -28,6 +28,23 @@ def untrusted(path: Path, *, directory: bool) -> str | None:
         return "is not a regular file"
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
         return f"belongs to uid {info.st_uid}, not to this user"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if info.st_mode & stat.S_IWOTH:
         return "is writable by other users"
+    if info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid):
+        return "is writable by other users (its group)"
     return None
+
+
+def _private_group(gid: int) -> bool:
+    """Is `gid` this user's own group (a "user private group": named after the user, no
+    other member)? Systems with umask 002 give every user one, so files they make are
+    group-writable and still theirs alone."""
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        group = grp.getgrgid(gid)
+    except (ImportError, KeyError):
+        return False
+    return group.gr_name == user and set(group.gr_mem) <= {user}
