@@ -159,7 +159,8 @@ class Notifier:
         payload = {"event": event, "result": record.result, "commit": record.commit,
                    "repo": self.repo, "branch": self.branch, "pass": record.pass_id,
                    "trigger": record.trigger, "summary": record.summary,
-                   "error": outcome.error, "durationSeconds": round(record.duration, 3),
+                   "error": redact(outcome.error) if outcome.error else outcome.error,
+                   "durationSeconds": round(record.duration, 3),
                    "at": now_iso()}
         if self.settings.url:
             self._enqueue(self._webhook(payload))

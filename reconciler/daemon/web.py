@@ -20,6 +20,7 @@ import binascii
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,9 @@ class App:
         ep = self.ep
         verdict = webhook.judge(ep.secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256"),
                                 environ.get("HTTP_X_GITHUB_EVENT"), ep.branch)
-        delivery = environ.get("HTTP_X_GITHUB_DELIVERY", "-")
+        # unauthenticated: a GUID from GitHub, anything from others (`x fake=1` in a text log)
+        delivery = re.sub(r"[^0-9A-Za-z._-]", "?",
+                          environ.get("HTTP_X_GITHUB_DELIVERY") or "-")[:64]
         log.info("webhook %s: %s", verdict.status, verdict.message,
                  extra={"delivery": delivery})
         if verdict.trigger:

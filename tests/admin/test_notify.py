@@ -363,3 +363,24 @@ def test_a_bad_url_or_a_garbled_answer_fails_the_delivery_not_the_sender_thread(
         notifier.close()
         garbled.close()
         good.close()
+
+
+def test_a_secret_in_an_error_never_leaves_in_the_event() -> None:
+    """The commit status's description was redacted, the webhook event's error was not."""
+    from reconciler.sources.credentials import register_secret
+
+    leaked = "hunter2-registered-git-password"
+    register_secret(leaked)
+    hook = Receiver()
+    notifier = Notifier(NotifySettings(url=hook.url, backoff=0.01), repo="r", branch="main")
+    notifier.start()
+    try:
+        notifier.observe(PassRecord(1, "poll", BAD, "error", "t", 0.1, {}),
+                         Outcome("error", error=f"fetch https://u:{leaked}@git.example failed"))
+        wait_for(lambda: len(hook.received) == 1)
+    finally:
+        notifier.close()
+        hook.close()
+    event = json.loads(hook.received[0]["body"])
+    assert event["event"] == "failed" and "git.example failed" in event["error"]
+    assert leaked not in hook.received[0]["body"].decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import urllib.error
 import urllib.request
@@ -224,3 +225,15 @@ def test_the_token_as_bearer_or_basic_password_even_when_not_ascii() -> None:
         assert http(url.replace("/status", "/healthz"))[0] == 200
     finally:
         server.close()
+
+
+def test_the_delivery_id_logged_is_only_what_a_guid_may_hold(
+        served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    """The header is logged before the signature is known good: an anonymous client could
+    forge `key=value` fields in the text log, or log 64 KiB a request."""
+    caplog.set_level(logging.INFO, logger="reconciler.daemon.web")
+    for value in ["72d3162e-cc78-11e3-81ab-4c9367dc0958", "x result=applied pass=1", "a" * 9000]:
+        http(served.url + "/webhook", data=b"{}", headers={"X-GitHub-Delivery": value})
+    logged = [r.__dict__["delivery"] for r in caplog.records if "delivery" in r.__dict__]
+    assert logged == ["72d3162e-cc78-11e3-81ab-4c9367dc0958", "x?result?applied?pass?1", "a" * 64]
+    assert served.triggers == []
