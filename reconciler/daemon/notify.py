@@ -15,18 +15,23 @@ thread sends from, with a timeout per request and retries with exponential
 backoff on 5xx answers, timeouts and connection errors (a 4xx is final).
 The oldest waiting event is dropped when the queue is full. Secrets are
 registered for redaction and never logged; neither are request headers.
+Redirects are not followed: urllib would re-send the headers (the GitHub
+token, the signature) to wherever the Location points, as a GET without the
+body, and count a lost event as sent; a 3xx is a failed delivery instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import queue
 import re
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Mapping
@@ -64,8 +69,8 @@ class NotifySettings:
     def from_env(cls, env: Mapping[str, str]) -> NotifySettings:
         """The settings in `env`; ValueError naming the variable when one is malformed."""
         url = env.get(URL_ENV) or None
-        if url and not url.startswith(("http://", "https://")):
-            raise ValueError(f"{URL_ENV} must be an http:// or https:// URL")
+        if url:
+            _check_url(URL_ENV, url)
         repo = env.get(GITHUB_REPO_ENV) or None
         if repo and not REPO.match(repo):
             raise ValueError(f"{GITHUB_REPO_ENV} must be OWNER/NAME, got {repo!r}")
@@ -73,12 +78,46 @@ class NotifySettings:
         if bool(token) != bool(repo):
             raise ValueError(f"set both {GITHUB_TOKEN_ENV} and {GITHUB_REPO_ENV}, or neither")
         api = (env.get(GITHUB_API_ENV) or "https://api.github.com").rstrip("/")
+        _check_url(GITHUB_API_ENV, api)
         return cls(url=url, secret=env.get(SECRET_ENV) or None, github_token=token,
                    github_repo=repo, github_api=api)
 
     @property
     def enabled(self) -> bool:
         return bool(self.url or self.github_token)
+
+
+def _check_url(name: str, url: str) -> None:
+    """ValueError (naming `name`, never echoing the URL: it may hold a secret) unless `url`
+    is an http(s) URL urllib can send to."""
+    problem = None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError when the port is not a number in range)
+    except ValueError:
+        problem = "is not a valid URL"
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "must be an http:// or https:// URL"
+        elif parts.username is not None or parts.password is not None:
+            problem = ("must not hold a user:password@ (not supported; "
+                       "sign the events with RECONCILER_NOTIFY_SECRET instead)")
+        elif not parts.hostname:
+            problem = "has no host"
+        elif any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+            problem = "must not contain spaces or control characters"
+    if problem:
+        raise ValueError(f"{name} {problem}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: the 3xx becomes an HTTPError (a failed delivery)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -120,7 +159,8 @@ class Notifier:
         payload = {"event": event, "result": record.result, "commit": record.commit,
                    "repo": self.repo, "branch": self.branch, "pass": record.pass_id,
                    "trigger": record.trigger, "summary": record.summary,
-                   "error": outcome.error, "durationSeconds": round(record.duration, 3),
+                   "error": redact(outcome.error) if outcome.error else outcome.error,
+                   "durationSeconds": round(record.duration, 3),
                    "at": now_iso()}
         if self.settings.url:
             self._enqueue(self._webhook(payload))
@@ -225,17 +265,23 @@ class Notifier:
 
     def _send(self, delivery: Delivery) -> tuple[bool, str | None]:
         """One attempt: (worth retrying, why it failed or None)."""
-        request = urllib.request.Request(delivery.url, data=delivery.body,
-                                         headers=delivery.headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout) as response:
+            request = urllib.request.Request(delivery.url, data=delivery.body,
+                                             headers=delivery.headers, method="POST")
+            with _OPENER.open(request, timeout=self.settings.timeout) as response:
                 response.read(65536)
             return False, None
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                return False, f"HTTP {exc.code}: redirects are not followed, give the final URL"
             return exc.code >= 500 or exc.code == 429, f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             return True, redact(str(reason))
+        except http.client.HTTPException as exc:  # an answer that is not HTTP
+            return True, f"a malformed answer ({type(exc).__name__})"
+        except ValueError as exc:  # a URL http.client refuses: final (the thread lives on)
+            return False, f"an invalid URL ({type(exc).__name__})"
 
     def _count(self, target: str, outcome: str) -> None:
         if self.metrics is not None:

@@ -20,6 +20,7 @@ import binascii
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -65,15 +66,17 @@ def authorized(token: str | None, header: str | None) -> bool:
     if not header:
         return False
     scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
+    # a WSGI header is its bytes decoded as ISO-8859-1: encoding it back gives the bytes
+    # the client sent (UTF-8 for a non-ASCII token), whatever the scheme
+    raw = value.strip().encode("latin-1", "replace")
     if scheme.lower() == "basic":
         try:
-            value = base64.b64decode(value, validate=True).decode("utf-8").partition(":")[2]
-        except (binascii.Error, UnicodeDecodeError):
+            raw = base64.b64decode(raw, validate=True).partition(b":")[2]
+        except binascii.Error:
             return False
     elif scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(value.encode(), token.encode())
+    return hmac.compare_digest(raw, token.encode())
 
 
 class App:
@@ -97,7 +100,7 @@ class App:
             headers += [("WWW-Authenticate", 'Basic realm="reconciler", charset="UTF-8"'),
                         ("WWW-Authenticate", 'Bearer realm="reconciler"')]
         elif path == "/metrics":
-            return self._metrics(environ, start_response)
+            status, headers, body = self._metrics(environ)
         else:
             status, headers, body = self._get(path, parse_qs(environ.get("QUERY_STRING", "")))
         start_response(status, headers + SECURITY_HEADERS + [("Content-Length", str(len(body)))])
@@ -156,18 +159,22 @@ class App:
         html = pages.page(self.ep.dashboard, path, query)
         return "200 OK", [("Content-Type", "text/html; charset=utf-8")], html.encode()
 
-    def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """prometheus-client's own WSGI app: OpenMetrics and gzip by negotiation."""
+    def _metrics(self, environ: dict[str, Any]) -> Response:
+        """prometheus-client's own WSGI app (OpenMetrics and gzip by negotiation), always
+        asked a GET: it answers HEAD with 405, and we drop the body of a HEAD ourselves."""
         self.ep.refresh()
         if self._metrics_app is None:
             from prometheus_client import make_wsgi_app
 
             self._metrics_app = make_wsgi_app(self.ep.metrics.registry)
+        answer: list[Any] = []
 
         def start(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
-            return start_response(status, headers + SECURITY_HEADERS, *rest)
+            answer[:] = [status, [h for h in headers if h[0].lower() != "content-length"]]
+            return lambda data: None
 
-        return self._metrics_app(environ, start)  # type: ignore[no-any-return]
+        body = b"".join(self._metrics_app({**environ, "REQUEST_METHOD": "GET"}, start))
+        return answer[0], answer[1], body
 
     def _webhook(self, environ: dict[str, Any]) -> Response:
         """waitress has read the body (a bad Content-Length is its 400, a body over
@@ -184,7 +191,9 @@ class App:
         ep = self.ep
         verdict = webhook.judge(ep.secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256"),
                                 environ.get("HTTP_X_GITHUB_EVENT"), ep.branch)
-        delivery = environ.get("HTTP_X_GITHUB_DELIVERY", "-")
+        # unauthenticated: a GUID from GitHub, anything from others (`x fake=1` in a text log)
+        delivery = re.sub(r"[^0-9A-Za-z._-]", "?",
+                          environ.get("HTTP_X_GITHUB_DELIVERY") or "-")[:64]
         log.info("webhook %s: %s", verdict.status, verdict.message,
                  extra={"delivery": delivery})
         if verdict.trigger:

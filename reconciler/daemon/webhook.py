@@ -53,7 +53,8 @@ def judge(
     try:
         payload = json.loads(body or b"{}")
     except ValueError:
-        return Verdict(400, "body is not JSON")
+        return Verdict(400, "body is not JSON (set the webhook's content type to "
+                            "application/json)")
     ref = payload.get("ref") if isinstance(payload, dict) else None
     if branch and isinstance(ref, str) and ref != f"refs/heads/{branch}":
         return Verdict(202, f"ignored push to {ref}")

@@ -230,3 +230,157 @@ def test_the_daemon_notifies_a_failing_commit_and_its_fix(tmp_path: Any,
     log = daemon.output()
     assert "notifications on: webhook, GitHub commit statuses" in log
     assert SECRET not in log and TOKEN not in log
+
+
+class Redirector:
+    """A real HTTP server answering every POST with `code` and a Location on another
+    server (another origin), which records whatever reaches it."""
+
+    def __init__(self, code: int) -> None:
+        self.elsewhere = Receiver()
+        self.reached: list[dict[str, str]] = []
+        owner = self
+
+        class Other(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                owner.reached.append(dict(self.headers))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(code)
+                self.send_header("Location", f"{owner.other_url}/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.other = ThreadingHTTPServer(("127.0.0.1", 0), Other)
+        self.other_url = f"http://127.0.0.1:{self.other.server_address[1]}"
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        for server in (self.server, self.other):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        for server in (self.server, self.other):
+            server.shutdown()
+            server.server_close()
+        self.elsewhere.close()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_failed_delivery_and_never_followed(
+        code: int, caplog: pytest.LogCaptureFixture) -> None:
+    """urllib would follow a 30x as a GET without the body, to another host, with the
+    GitHub token and the signature, and count the lost event as sent."""
+    redirector = Redirector(code)
+    metrics = Metrics()
+    caplog.set_level(logging.INFO, logger="reconciler")
+    settings = NotifySettings(url=redirector.url + "/hook", secret=SECRET, github_token=TOKEN,
+                              github_repo="acme/platform-config", github_api=redirector.url,
+                              backoff=0.01)
+    notifier = Notifier(settings, repo="r", branch="main", metrics=metrics)
+    notifier.start()
+    try:
+        notifier.observe(PassRecord(1, "poll", GOOD, "applied", "t", 0.1, {}),
+                         Outcome("applied"))
+        wait_for(lambda: all(f'outcome="failed",target="{target}"}} 1.0' in
+                             metrics.render().decode() for target in ("webhook", "github")))
+    finally:
+        notifier.close()
+        redirector.close()
+    assert redirector.reached == []
+    text = metrics.render().decode()
+    assert 'outcome="sent",target="webhook"} 0.0' in text
+    assert 'outcome="sent",target="github"} 0.0' in text
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"HTTP {code}: redirects are not followed" in logged and TOKEN not in logged
+
+
+def test_a_url_urllib_cannot_send_to_is_refused_at_start_without_echoing_it() -> None:
+    for url, why in [("http://user:hunter2secret@hooks.example/x", "user:password"),
+                     ("http://[bad/x", "not a valid URL"), ("http://host:99999/x", "not a valid"),
+                     ("http:///x", "no host"), ("https://hooks.example/a b", "spaces")]:
+        with pytest.raises(ValueError, match=why) as raised:
+            NotifySettings.from_env({"RECONCILER_NOTIFY_URL": url})
+        assert "RECONCILER_NOTIFY_URL" in str(raised.value) and url not in str(raised.value)
+        assert "hunter2" not in str(raised.value)
+    with pytest.raises(ValueError, match="RECONCILER_GITHUB_API"):
+        NotifySettings.from_env({"RECONCILER_GITHUB_TOKEN": TOKEN,
+                                 "RECONCILER_GITHUB_REPO": "acme/c",
+                                 "RECONCILER_GITHUB_API": "ftp://ghe.example/api/v3"})
+
+
+def test_a_bad_url_or_a_garbled_answer_fails_the_delivery_not_the_sender_thread() -> None:
+    """A ValueError or http.client.HTTPException from urllib used to end the sender thread:
+    every later event then sat in the queue, never sent."""
+    import socket
+
+    garbled = socket.socket()
+    garbled.bind(("127.0.0.1", 0))
+    garbled.listen(8)
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = garbled.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    good = Receiver()
+    metrics = Metrics()
+    notifier = Notifier(NotifySettings(url="http://[bad/x", attempts=2, backoff=0.01),
+                        repo="r", branch=None, metrics=metrics)
+    notifier.start()
+    try:
+        notifier.observe(PassRecord(1, "poll", GOOD, "applied", "t", 0.1, {}),
+                         Outcome("applied"))
+        wait_for(lambda: 'outcome="failed",target="webhook"} 1.0' in metrics.render().decode())
+        port = garbled.getsockname()[1]
+        object.__setattr__(notifier.settings, "url", f"http://127.0.0.1:{port}/x")
+        notifier.observe(PassRecord(2, "poll", GOOD, "applied", "t", 0.1, {}),
+                         Outcome("applied"))
+        wait_for(lambda: 'outcome="failed",target="webhook"} 2.0' in metrics.render().decode())
+        object.__setattr__(notifier.settings, "url", good.url)
+        notifier.observe(PassRecord(3, "poll", GOOD, "applied", "t", 0.1, {}),
+                         Outcome("applied"))
+        wait_for(lambda: len(good.received) == 1)  # the thread is still sending
+    finally:
+        notifier.close()
+        garbled.close()
+        good.close()
+
+
+def test_a_secret_in_an_error_never_leaves_in_the_event() -> None:
+    """The commit status's description was redacted, the webhook event's error was not."""
+    from reconciler.sources.credentials import register_secret
+
+    leaked = "hunter2-registered-git-password"
+    register_secret(leaked)
+    hook = Receiver()
+    notifier = Notifier(NotifySettings(url=hook.url, backoff=0.01), repo="r", branch="main")
+    notifier.start()
+    try:
+        notifier.observe(PassRecord(1, "poll", BAD, "error", "t", 0.1, {}),
+                         Outcome("error", error=f"fetch https://u:{leaked}@git.example failed"))
+        wait_for(lambda: len(hook.received) == 1)
+    finally:
+        notifier.close()
+        hook.close()
+    event = json.loads(hook.received[0]["body"])
+    assert event["event"] == "failed" and "git.example failed" in event["error"]
+    assert leaked not in hook.received[0]["body"].decode()

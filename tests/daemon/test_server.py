@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -160,3 +164,76 @@ def test_parse_listen() -> None:
     assert parse_listen(":0") == ("127.0.0.1", 0)
     with pytest.raises(ValueError):
         parse_listen("localhost")
+
+
+def test_head_of_every_route_answers_as_its_get_without_a_body(served: Served) -> None:
+    """prometheus-client's app answered HEAD /metrics with 405 (and `Allow: OPTIONS,GET`,
+    while OPTIONS is a 405 too); every route is GET or HEAD."""
+    served.metrics.record_pass("applied", 0.5)
+    for path, kind in [("/metrics", "text/plain; version=0.0.4"), ("/status", "application/json"),
+                       ("/healthz", "text/plain")]:
+        get_code, get_body = http(served.url + path)
+        request = urllib.request.Request(served.url + path, method="HEAD")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert (response.status, response.read()) == (200, b""), path
+            assert response.headers["Content-Type"].startswith(kind), path
+            assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert get_code == 200 and get_body, path
+    code, _ = http(served.url + "/metrics", headers={"Accept-Encoding": "gzip"})
+    assert code == 200
+    request = urllib.request.Request(served.url + "/metrics", method="OPTIONS")
+    try:
+        urllib.request.urlopen(request, timeout=5)
+        raise AssertionError("OPTIONS answered")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 405 and exc.headers["Allow"] == "GET, HEAD"
+
+
+def test_the_token_as_bearer_or_basic_password_even_when_not_ascii() -> None:
+    """A WSGI header is its bytes as ISO-8859-1: a non-ASCII token sent as UTF-8 by a
+    Bearer client was compared as mojibake and never matched."""
+    token = "s3cr\u00e9t-\u00fc-token"
+    state = DaemonState(repo="r", branch="main", path="", mode="git")
+    server = Server("127.0.0.1:0", Endpoints(
+        state=state, metrics=Metrics(), alive=lambda: True, trigger=lambda _: None,
+        secret=SECRET, branch="main", token=token))
+    server.start()
+    url = f"http://{server.address}/status"
+
+    def status(authorization: bytes | None) -> int:
+        with socket.create_connection(server.address.rsplit(":", 1), timeout=5) as conn:
+            auth = b"Authorization: " + authorization + b"\r\n" if authorization else b""
+            conn.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth +
+                         b"\r\n")
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        return int(answer.split(b" ", 2)[1])
+
+    try:
+        basic = base64.b64encode(f"anyone:{token}".encode())
+        assert status(b"Bearer " + token.encode()) == 200
+        assert status(b"bearer  " + token.encode()) == 200
+        assert status(b"Basic " + basic) == 200
+        assert status(b"Basic " + base64.b64encode(b"\xff\xfe:" + token.encode())) == 200
+        assert status(b"Bearer " + token.encode("latin-1")) == 401
+        assert status(b"Bearer " + token.encode()[:-1]) == 401
+        assert status(b"Basic " + base64.b64encode(token.encode())) == 401  # no user: part
+        assert status(b"Basic %%%") == 401 and status(b"Token " + token.encode()) == 401
+        assert status(None) == 401
+        assert http(url.replace("/status", "/healthz"))[0] == 200
+    finally:
+        server.close()
+
+
+def test_the_delivery_id_logged_is_only_what_a_guid_may_hold(
+        served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    """The header is logged before the signature is known good: an anonymous client could
+    forge `key=value` fields in the text log, or log 64 KiB a request."""
+    caplog.set_level(logging.INFO, logger="reconciler.daemon.web")
+    for value in ["72d3162e-cc78-11e3-81ab-4c9367dc0958", "x result=applied pass=1", "a" * 9000]:
+        http(served.url + "/webhook", data=b"{}", headers={"X-GitHub-Delivery": value})
+    logged = [r.__dict__["delivery"] for r in caplog.records if "delivery" in r.__dict__]
+    assert logged == ["72d3162e-cc78-11e3-81ab-4c9367dc0958", "x?result?applied?pass?1", "a" * 64]
+    assert served.triggers == []
