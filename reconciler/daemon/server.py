@@ -22,6 +22,7 @@ reconciliation.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
@@ -63,6 +64,9 @@ class Endpoints:
     branch: str | None
     refresh: Callable[[], None] = lambda: None  # update the pools summary before a read
     token: str | None = None  # RECONCILER_UI_TOKEN: bearer token of the UI/status/metrics
+    # Host names the open routes answer to (None: any): a daemon without a token on the
+    # loopback interface answers only to this machine's names, against DNS rebinding
+    hosts: frozenset[str] | None = None
     dashboard: Any = None  # daemon.views.Dashboard: what the UI shows (None: a bare server)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +84,35 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def is_loopback(host: str) -> bool:
     """Whether `host` (as given to --listen) only listens on this machine."""
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+HOSTS_ENV = "RECONCILER_ALLOWED_HOSTS"
+
+
+def allowed_hosts(listen_host: str, token: str | None, extra: str | None) -> frozenset[str] | None:
+    """The Host names a daemon answers to: any (None) with a token or beyond the loopback
+    interface; else localhost, the --listen host and RECONCILER_ALLOWED_HOSTS (comma
+    separated). IP literals are always allowed: DNS rebinding needs a name."""
+    if token or not is_loopback(listen_host):
+        return None
+    names = {"localhost", listen_host.lower()}
+    names.update(n.strip().lower() for n in (extra or "").split(",") if n.strip())
+    return frozenset(names)
+
+
+def host_allowed(header: str | None, hosts: frozenset[str] | None) -> bool:
+    """Whether a request's Host header (`name[:port]`, `[v6]:port`) is one of `hosts`."""
+    if hosts is None:
+        return True
+    value = (header or "").strip().lower()
+    if value.startswith("["):
+        return True  # an IPv6 literal
+    name = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name.rstrip(".") in hosts
 
 
 class _Channel(HTTPChannel):

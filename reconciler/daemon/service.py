@@ -31,7 +31,14 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Notifier, NotifySettings
 from reconciler.daemon.passes import PassSettings, PipelinePass
 from reconciler.daemon.probe import PoolsProbe
-from reconciler.daemon.server import Endpoints, Server, is_loopback, parse_listen
+from reconciler.daemon.server import (
+    HOSTS_ENV,
+    Endpoints,
+    Server,
+    allowed_hosts,
+    is_loopback,
+    parse_listen,
+)
 from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso, replace_file
 from reconciler.daemon.views import Dashboard
 from reconciler.daemon.web import TOKEN_ENV
@@ -198,7 +205,8 @@ class Daemon:
         thread = threading.Thread(target=loop.run, name="loop", daemon=True)
         endpoints = Endpoints(state=state, metrics=metrics, alive=thread.is_alive,
                               trigger=loop.trigger, secret=secret, branch=branch,
-                              refresh=probe.refresh, token=token, dashboard=dashboard)
+                              refresh=probe.refresh, token=token, dashboard=dashboard,
+                              hosts=allowed_hosts(host, token, os.environ.get(HOSTS_ENV)))
         try:
             server = Server(self.options.listen, endpoints)
         except (OSError, ValueError) as exc:

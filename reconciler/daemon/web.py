@@ -10,7 +10,10 @@ probes (/healthz, /readyz) and the webhook (which has its own HMAC) needs it,
 on any --listen address: `Authorization: Bearer TOKEN` (Prometheus, curl), or
 HTTP Basic with the token as the password (a browser asks for it; any user
 name). Unset, those routes are open, and the daemon warns at start when it
-listens beyond the loopback interface.
+listens beyond the loopback interface; on the loopback interface they then
+answer only to this machine's names (localhost, IP literals, and the names
+in RECONCILER_ALLOWED_HOSTS), so a web page cannot read them through DNS
+rebinding (421 otherwise).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from reconciler.daemon import webhook
-from reconciler.daemon.server import Endpoints
+from reconciler.daemon.server import HOSTS_ENV, Endpoints, host_allowed
 
 log = logging.getLogger("reconciler.daemon.web")
 
@@ -94,6 +97,11 @@ class App:
                                      self._not_allowed("POST"))
         elif method not in ("GET", "HEAD"):
             status, headers, body = self._not_allowed("GET, HEAD")
+        elif path not in OPEN and not host_allowed(environ.get("HTTP_HOST"), self.ep.hosts):
+            status, headers, body = text(
+                "421 Misdirected Request", "without RECONCILER_UI_TOKEN this daemon answers "
+                "only to this machine's names (localhost, an IP address): set the token, or "
+                f"add the name to {HOSTS_ENV}\n")
         elif path not in OPEN and not authorized(self.ep.token,
                                                  environ.get("HTTP_AUTHORIZATION")):
             status, headers, body = text("401 Unauthorized", "a bearer token is needed\n")

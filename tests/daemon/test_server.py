@@ -14,7 +14,7 @@ import pytest
 from gitops_harness import http, sign
 
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.server import Endpoints, Server, parse_listen
+from reconciler.daemon.server import Endpoints, Server, allowed_hosts, parse_listen
 from reconciler.daemon.state import DaemonState, Outcome, PassRecord
 
 SECRET = "it's a secret to everybody"
@@ -237,3 +237,37 @@ def test_the_delivery_id_logged_is_only_what_a_guid_may_hold(
     logged = [r.__dict__["delivery"] for r in caplog.records if "delivery" in r.__dict__]
     assert logged == ["72d3162e-cc78-11e3-81ab-4c9367dc0958", "x?result?applied?pass?1", "a" * 64]
     assert served.triggers == []
+
+
+def test_without_a_token_on_loopback_only_this_machines_names_are_answered() -> None:
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 could read an open
+    dashboard, /status and /metrics. Without a token, a daemon on the loopback interface
+    answers them only for localhost, IP literals and RECONCILER_ALLOWED_HOSTS."""
+    assert allowed_hosts("0.0.0.0", None, None) is None  # beyond loopback: warned at start
+    assert allowed_hosts("127.0.0.1", "token", None) is None  # the token guards it
+    state = DaemonState(repo="r", branch="main", path="", mode="git")
+    server = Server("127.0.0.1:0", Endpoints(
+        state=state, metrics=Metrics(), alive=lambda: True, trigger=lambda _: None,
+        secret=SECRET, branch="main",
+        hosts=allowed_hosts("127.0.0.1", None, " dash.example ,other.example")))
+    server.start()
+
+    def status(path: str, host: str) -> int:
+        with socket.create_connection(server.address.rsplit(":", 1), timeout=5) as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                         .encode())
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        return int(answer.split(b" ", 2)[1])
+
+    try:
+        for host in ("127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080",
+                     "127.0.0.1", "dash.example", "Dash.Example.:80", "other.example"):
+            assert status("/status", host) == 200, host
+        for path in ("/status", "/metrics", "/", "/reservations"):
+            assert status(path, "rebind.evil.example") == 421, path
+        assert status("/status", "") == 421
+        assert status("/healthz", "rebind.evil.example") == 200  # probes stay open
+    finally:
+        server.close()
