@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import PlanRefused, ReconcilerError
+from reconciler.files import replace_file
 from reconciler.plan.plans import FORMAT_VERSION, Plan
 
 KEY_NAME = "plan.key"
@@ -238,16 +239,7 @@ def write(plan: Plan, path: Path, *, data: dict[str, Any] | None = None,
     directory = path.parent if str(path.parent) else Path(".")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(directory / path.name, text, mode=None)
     except OSError as exc:
         raise ReconcilerError(f"cannot write plan file {path}: {exc}") from None
     return data

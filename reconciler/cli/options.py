@@ -83,7 +83,7 @@ def record_instance(state: Path, settings: Any) -> None:
     """After a Kubernetes apply: the instance it wrote, which `status` and `wait` show
     when no --instance is given. A record only: failing to write it is a warning."""
     from reconciler.config.model import KubernetesSettings
-    from reconciler.daemon.state import replace_file
+    from reconciler.files import replace_file
     from reconciler.runtimes.kubernetes.manifests import instance_name
 
     kube = settings.kubernetes if settings is not None else KubernetesSettings()

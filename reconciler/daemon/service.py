@@ -39,11 +39,12 @@ from reconciler.daemon.server import (
     is_loopback,
     parse_listen,
 )
-from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso, replace_file
+from reconciler.daemon.state import GOOD, DaemonState, LastGood, now_iso
 from reconciler.daemon.views import Dashboard
 from reconciler.daemon.web import TOKEN_ENV
 from reconciler.daemon.webhook import SECRET_ENV
 from reconciler.errors import ReconcilerError
+from reconciler.files import replace_file
 from reconciler.runtimes import open_runtime
 from reconciler.runtimes.local.lock import StateLock
 from reconciler.sources import DirectorySource, open_source

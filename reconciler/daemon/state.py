@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -21,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from reconciler.files import replace_file
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -151,22 +151,6 @@ class LastGood:
             log.warning("cannot record the last good commit in %s: %s", self.file, exc)
             return
         self._saved = commit
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Write `path` whole, atomically: a fresh temporary file beside it (O_EXCL, so a
-    symlink planted in the state directory is never followed), synced, then renamed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class DaemonState:

@@ -238,15 +238,11 @@ def _extra(tree: Mapping[str, Any], value: Any,
             elif isinstance(sub, Mapping) and sub and isinstance(value[name], Mapping | list):
                 yield from _extra(sub, value[name], path + (name,))
         elif key.startswith("k:"):
-            try:
-                ident = json.loads(key[2:])
-            except ValueError:
-                continue
-            if not isinstance(ident, dict):
+            ident = _identity(key)
+            if ident is None:
                 continue
             label = ",".join(str(v) for v in ident.values())
-            items = [item for item in value if isinstance(item, Mapping) and
-                     all(item.get(k) == v for k, v in ident.items())] \
+            items = [item for item in value if _matches(item, ident)] \
                 if isinstance(value, list) else []
             if not items:
                 yield path + (f"[{label}]",)
@@ -261,6 +257,19 @@ def _extra(tree: Mapping[str, Any], value: Any,
                 yield path + (f"[{key[2:]}]",)
 
 
+def _identity(key: str) -> dict[str, Any] | None:
+    """The fields naming a list item in a managedFields `k:{...}` key; None if garbled."""
+    try:
+        ident = json.loads(key[2:])
+    except ValueError:
+        return None
+    return ident if isinstance(ident, dict) else None
+
+
+def _matches(item: Any, ident: Mapping[str, Any]) -> bool:
+    return isinstance(item, Mapping) and all(item.get(k) == v for k, v in ident.items())
+
+
 def _overlap(tree: Mapping[str, Any], value: Any,
              path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
     for key, sub in tree.items():
@@ -271,13 +280,10 @@ def _overlap(tree: Mapping[str, Any], value: Any,
             else:
                 yield path + (key[2:],)
         elif key.startswith("k:") and isinstance(value, list) and isinstance(sub, Mapping):
-            try:
-                ident = json.loads(key[2:])
-            except ValueError:
-                continue
-            if not isinstance(ident, dict):
+            ident = _identity(key)
+            if ident is None:
                 continue
             for item in value:
-                if isinstance(item, Mapping) and all(item.get(k) == v for k, v in ident.items()):
+                if _matches(item, ident):
                     label = ",".join(str(v) for v in ident.values())
                     yield from _overlap(sub, item, path + (f"[{label}]",))
