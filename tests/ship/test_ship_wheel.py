@@ -156,3 +156,23 @@ def _status(url: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+@pytest.mark.parametrize(("python", "admitted"), [("3.11.2", False), ("3.11.4", True)])
+def test_pip_admits_only_a_python_whose_tarfile_has_the_filters_diff_uses(
+        wheel: Path, tmp_path: Path, python: str, admitted: bool) -> None:
+    """`diff` unpacks `git archive` with tarfile's extraction filters (3.11.4+): on
+    Debian 12's python3.11 (3.11.2) it died with a TypeError traceback; pip now refuses
+    to install there instead."""
+    import os
+
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps",
+                           "--only-binary=:all:", "--python-version", python, "--target",
+                           str(tmp_path / "target"), str(wheel)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    if admitted:
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        assert done.returncode != 0 and "requires a different Python" in done.stderr, (
+            done.stdout + done.stderr)
