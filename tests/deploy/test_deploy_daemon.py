@@ -90,6 +90,8 @@ def test_the_container_as_deployed_serves_its_probes_and_closes_the_rest(
     assert config["path"] == "", "the test expects the base's config at the repository root"
     config["repo"] = str(config_repository(tmp_path / "platform-config"))
     argv, env = container_process(config, {("reconciler-ui", "token"): UI_TOKEN}, tmp_path)
+    # the repository URL may carry user:password (README): the daemon reads it from env
+    assert not any(config["repo"] in arg for arg in argv), argv
     log = (tmp_path / "daemon.log").open("w")
     process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                cwd=tmp_path)
