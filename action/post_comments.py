@@ -11,9 +11,11 @@ part N is updated in place (only if its text changed), a missing part is created
 our comments for parts the plan no longer has are deleted. Comments of the previous
 workflow (`<!-- reconciler-plan part N -->`) are taken over the same way.
 
-Ours means written by COMMENT_AUTHOR too (default github-actions[bot], who posts with
-the workflow's GITHUB_TOKEN): anyone may write a comment that starts with the marker,
-and taking it over would show the plan under their name, in a comment they can edit.
+Ours means written by the token's user too: anyone may write a comment that starts with
+the marker, and taking it over would show the plan under their name, in a comment they
+can edit. That user is COMMENT_AUTHOR when set, else the login GET /user names (a
+personal token), else github-actions[bot] (the workflow's GITHUB_TOKEN, for which
+GitHub answers /user with 403; an app's token needs COMMENT_AUTHOR=APP-SLUG[bot]).
 
 A 403 (the token may not write comments: a pull request from a fork gets a read-only
 token) is a warning, not a failure: the plan is in the job summary all the same.
@@ -96,6 +98,15 @@ class GitHub:
         return found
 
 
+def whoami(github: GitHub) -> str:
+    """The login the token posts as (see the module's docstring)."""
+    try:
+        user, _ = github.call("GET", f"{github.api}/user")
+    except Forbidden:
+        return DEFAULT_AUTHOR
+    return str((user or {}).get("login") or DEFAULT_AUTHOR)
+
+
 def sync(github: GitHub, parts: list[str], author: str = DEFAULT_AUTHOR) -> list[str]:
     """Make our comments (`author`'s, with a marker) equal `parts`; what was done, one
     line per call."""
@@ -141,8 +152,8 @@ def main(argv: list[str]) -> int:
     github = GitHub(os.environ.get("GITHUB_API_URL") or "https://api.github.com",
                     os.environ["GITHUB_TOKEN"], os.environ["GITHUB_REPOSITORY"],
                     os.environ["PULL_REQUEST"])
-    author = os.environ.get("COMMENT_AUTHOR") or DEFAULT_AUTHOR
     try:
+        author = os.environ.get("COMMENT_AUTHOR") or whoami(github)
         done = sync(github, parts, author)
     except Forbidden as exc:
         print(f"::warning::cannot post the plan as comments, the token may not write them "

@@ -2,8 +2,9 @@
 
 list (paginated, two per page, with Link headers as GitHub sends them), create, update,
 delete; every request must carry the token. `calls` records what was done. Comments the
-token creates are written by `login` (github-actions[bot], as with a workflow's token);
-`read_only` answers every write with 403, as GitHub does a fork's pull-request token.
+token creates are written by `login`: github-actions[bot] by default, a workflow's token,
+for which GET /user is 403; another login is a personal token's user, whom GET /user
+names. `read_only` answers every write with 403, as GitHub does a fork's token.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class GitHubStub:
                 if method != "GET" and stub.read_only:
                     stub.calls.append(("forbidden", None))
                     return self._reply(403, {"message": "Resource not accessible by integration"})
+                if method == "GET" and parts.path == "/user":
+                    if stub.login.endswith("[bot]"):
+                        return self._reply(403, {"message": "Resource not accessible by "
+                                                            "integration"})
+                    return self._reply(200, {"login": stub.login})
                 listed, one = LIST.match(parts.path), ONE.match(parts.path)
                 if listed and listed[1] == stub.repository and int(listed[2]) == stub.number:
                     if method == "GET":

@@ -215,6 +215,19 @@ def test_the_poster_never_takes_over_someone_elses_comment_with_the_marker(
         assert fake["body"].endswith("LGTM")
 
 
+def test_a_personal_tokens_own_comments_are_found_by_its_login(tmp_path: Path) -> None:
+    """With a personal token the comments are that user's: found through GET /user, so
+    the next push updates them instead of adding another; the bot's are not taken."""
+    with GitHubStub(TOKEN, "acme/platform-config", 7, login="platform-ci") as stub:
+        bots = stub.add(PART_MARKER.format(number=1, total=1) + "\nold", "github-actions[bot]")
+        assert poster(markdown_text(parts_of(1)) + "\n", stub, tmp_path).returncode == 0
+        [ours] = [c for c in stub.comments if c["user"]["login"] == "platform-ci"]
+        assert poster(markdown_text(parts_of(2)) + "\n", stub, tmp_path).returncode == 0
+        mine = [c for c in stub.comments if c["user"]["login"] == "platform-ci"]
+        assert mine[0] is ours and len(mine) == 2 and bots in stub.comments
+        assert ours["body"].startswith(PART_MARKER.format(number=1, total=2))
+
+
 def test_a_read_only_token_is_a_warning_and_the_plan_stays_in_the_summary(
         wheel: Path, tmp_path: Path) -> None:
     """A pull request from a fork gets a read-only token: the job does not fail for it."""
