@@ -11,9 +11,18 @@ part N is updated in place (only if its text changed), a missing part is created
 our comments for parts the plan no longer has are deleted. Comments of the previous
 workflow (`<!-- reconciler-plan part N -->`) are taken over the same way.
 
+Ours means written by the token's user too: anyone may write a comment that starts with
+the marker, and taking it over would show the plan under their name, in a comment they
+can edit. That user is COMMENT_AUTHOR when set, else the login GET /user names (a
+personal token), else github-actions[bot] (the workflow's GITHUB_TOKEN, for which
+GitHub answers /user with 403; an app's token needs COMMENT_AUTHOR=APP-SLUG[bot]).
+
+A 403 (the token may not write comments: a pull request from a fork gets a read-only
+token) is a warning, not a failure: the plan is in the job summary all the same.
+
 Environment: GITHUB_TOKEN, GITHUB_REPOSITORY (owner/name), PULL_REQUEST (its number),
-GITHUB_API_URL (default https://api.github.com). RECONCILER_COMMENT_DRY_RUN=1 prints
-what would be posted instead.
+GITHUB_API_URL (default https://api.github.com), COMMENT_AUTHOR.
+RECONCILER_COMMENT_DRY_RUN=1 prints what would be posted instead.
 """
 
 from __future__ import annotations
@@ -32,6 +41,11 @@ SPLIT = re.compile(r"^<!-- reconciler: part \d+ of \d+ -->\r?\n", re.MULTILINE)
 OURS = re.compile(r"\A<!-- reconciler(?:: part (\d+) of \d+|-plan(?: part (\d+))?) -->")
 LINK_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 TIMEOUT = 30
+DEFAULT_AUTHOR = "github-actions[bot]"
+
+
+class Forbidden(Exception):
+    """GitHub answered 403: the token may not do this."""
 
 
 def parts_of(text: str) -> list[str]:
@@ -67,6 +81,8 @@ class GitHub:
                 return (json.loads(raw) if raw else None), response.headers.get("Link", "")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
+            if exc.code == 403:
+                raise Forbidden(f"{method} {url}: {exc.code} {exc.reason}: {detail}") from None
             raise SystemExit(f"error: {method} {url}: {exc.code} {exc.reason}: {detail}") from None
         except OSError as exc:
             raise SystemExit(f"error: {method} {url}: {exc}") from None
@@ -82,13 +98,23 @@ class GitHub:
         return found
 
 
-def sync(github: GitHub, parts: list[str]) -> list[str]:
-    """Make our comments equal `parts`; what was done, one line per call."""
+def whoami(github: GitHub) -> str:
+    """The login the token posts as (see the module's docstring)."""
+    try:
+        user, _ = github.call("GET", f"{github.api}/user")
+    except Forbidden:
+        return DEFAULT_AUTHOR
+    return str((user or {}).get("login") or DEFAULT_AUTHOR)
+
+
+def sync(github: GitHub, parts: list[str], author: str = DEFAULT_AUTHOR) -> list[str]:
+    """Make our comments (`author`'s, with a marker) equal `parts`; what was done, one
+    line per call."""
     previous: dict[int, dict[str, Any]] = {}
     stale = []
     for comment in github.list():
         number = part_number(comment.get("body") or "")
-        if number is None:
+        if number is None or (comment.get("user") or {}).get("login") != author:
             continue
         if number <= len(parts) and number not in previous:
             previous[number] = comment
@@ -126,7 +152,15 @@ def main(argv: list[str]) -> int:
     github = GitHub(os.environ.get("GITHUB_API_URL") or "https://api.github.com",
                     os.environ["GITHUB_TOKEN"], os.environ["GITHUB_REPOSITORY"],
                     os.environ["PULL_REQUEST"])
-    for line in sync(github, parts) or ["the plan comments are up to date"]:
+    try:
+        author = os.environ.get("COMMENT_AUTHOR") or whoami(github)
+        done = sync(github, parts, author)
+    except Forbidden as exc:
+        print(f"::warning::cannot post the plan as comments, the token may not write them "
+              f"(a pull request from a fork gets a read-only token; else give the job "
+              f"`permissions: pull-requests: write`); the plan is in the job summary. {exc}")
+        return 0
+    for line in done or ["the plan comments are up to date"]:
         print(line)
     return 0
 

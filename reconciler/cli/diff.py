@@ -22,7 +22,7 @@ from reconciler.cli import options
 from reconciler.config.model import Config
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.gcpause import while_running
-from reconciler.sources.base import inside_path
+from reconciler.sources.base import inside_path, refuse_untrusted_repository
 from reconciler.states import DesiredState, LiveState
 
 FORMATS = ("text", "markdown", "json")
@@ -138,6 +138,7 @@ def command(base_ref: str, head_ref: str, repo_path: Path, subdir: str, fmt: str
         repo = git.Repo(repo_path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ReconcilerError(f"--repo {repo_path}: not a Git repository") from None
+    refuse_untrusted_repository(Path(repo.working_tree_dir or repo.git_dir), "--repo")
     subdir = inside_path(subdir, "--path")
     prefix = f"{subdir}/" if subdir else ""  # only links in the config directory matter
     with repo, tempfile.TemporaryDirectory(prefix="reconciler-diff-") as tmp:

@@ -7,6 +7,10 @@ through `Source.fetch()`, so the loop never knows where files come from.
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +26,40 @@ def inside_path(path: str, option: str = "--path") -> str:
         raise ReconcilerError(f"{option} {path}: must be a directory inside the repository "
                               f"(without '..')")
     return "/".join(parts)
+
+
+_UNTRUSTED = ("dubious ownership", "unsafe repository")
+_SAFE_HINT = re.compile(r"git config --global --add safe\.directory (\S[^\n]*)")
+
+
+def refuse_untrusted_repository(directory: Path, option: str, *, fetch: bool = False) -> None:
+    """Raise when Git refuses the repository at `directory` because another user owns it
+    (git's safe.directory check: a container that mounts a user's checkout runs as
+    another uid). GitPython opens such a repository, and the first git command then
+    fails with a misleading error ("unknown Git ref", a usage dump). `fetch`: also
+    check what a fetch from it runs (upload-pack, which checks the .git directory)."""
+    probes = [["git", "-C", str(directory), "rev-parse", "--git-dir"]]
+    if fetch:
+        probes.append(["git", "ls-remote", "--heads", str(directory)])
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    trust: list[str] = []
+    for argv in probes:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                                  stdin=subprocess.DEVNULL, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            return  # no git, or a hung one: the real command reports it
+        if done.returncode and any(word in done.stderr for word in _UNTRUSTED):
+            trust += [m[1].strip() for m in _SAFE_HINT.finditer(done.stderr)
+                      if m[1].strip() not in trust] or [str(directory)]
+    if trust:
+        commands = " && ".join(f"git config --global --add safe.directory {shlex.quote(path)}"
+                               for path in trust)
+        raise ReconcilerError(
+            f"{option} {directory}: Git refuses this repository: it is owned by another "
+            f"user than the one running reconciler (uid {os.geteuid()}; git's "
+            f"safe.directory check). Run reconciler as its owner (in a container: "
+            f"docker run --user \"$(id -u):$(id -g)\" ...), or trust it: {commands}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import git
 
 from reconciler.errors import SourceError
+from reconciler.sources.base import refuse_untrusted_repository
 from reconciler.sources.git import GitSource
 from reconciler.sources.watch import DirectorySource
 
@@ -41,9 +42,11 @@ def open_source(
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         return DirectorySource(directory, path=path), "a directory outside any Git repository"
     with found:
+        top = Path(found.working_tree_dir or found.git_dir).resolve()
+        if top == directory:  # tracked with Git (a subdirectory is only watched)
+            refuse_untrusted_repository(directory, "--repo", fetch=True)
         if found.bare:
             return _git(directory, branch, path, cache_root), "a bare Git repository"
-        top = Path(found.working_tree_dir or "").resolve()
         if top != directory:
             why = f"a subdirectory of the Git work tree {top}, not its top level"
             return DirectorySource(directory, path=path), why

@@ -63,8 +63,10 @@ def test_the_deployment_is_restricted_and_finds_its_lease_namespace() -> None:
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in env.values()
                if "secretKeyRef" in e.get("valueFrom", {})}
-    assert secrets == {"reconciler-webhook", "reconciler-git"}
-    assert {"RECONCILER_WEBHOOK_SECRET", "RECONCILER_GIT_TOKEN",
+    assert secrets == {"reconciler-webhook", "reconciler-git", "reconciler-ui"}
+    assert all(e["valueFrom"]["secretKeyRef"]["optional"] is True for e in env.values()
+               if "secretKeyRef" in e.get("valueFrom", {})), "the README says: all optional"
+    assert {"RECONCILER_WEBHOOK_SECRET", "RECONCILER_GIT_TOKEN", "RECONCILER_UI_TOKEN",
             "RECONCILER_GIT_SSH_KEY"} <= set(env)
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

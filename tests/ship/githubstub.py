@@ -1,7 +1,10 @@
 """A stand-in for GitHub's REST API of issue comments, on loopback, for the action tests.
 
 list (paginated, two per page, with Link headers as GitHub sends them), create, update,
-delete; every request must carry the token. `calls` records what was done.
+delete; every request must carry the token. `calls` records what was done. Comments the
+token creates are written by `login`: github-actions[bot] by default, a workflow's token,
+for which GET /user is 403; another login is a personal token's user, whom GET /user
+names. `read_only` answers every write with 403, as GitHub does a fork's token.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ ONE = re.compile(r"^/repos/([^/]+/[^/]+)/issues/comments/(\d+)$")
 
 
 class GitHubStub:
-    def __init__(self, token: str, repository: str, number: int) -> None:
+    def __init__(self, token: str, repository: str, number: int,
+                 login: str = "github-actions[bot]", read_only: bool = False) -> None:
         self.token, self.repository, self.number = token, repository, number
+        self.login, self.read_only = login, read_only
         self.comments: list[dict[str, Any]] = []
         self.calls: list[tuple[str, int | None]] = []
         self._next = 100
@@ -32,10 +37,10 @@ class GitHubStub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def add(self, body: str) -> dict[str, Any]:
+    def add(self, body: str, login: str = "someone") -> dict[str, Any]:
         with self._lock:
             self._next += 1
-            comment = {"id": self._next, "body": body, "user": {"login": "someone"}}
+            comment = {"id": self._next, "body": body, "user": {"login": login}}
             self.comments.append(comment)
             return comment
 
@@ -70,6 +75,14 @@ class GitHubStub:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length)) if length else None
+                if method != "GET" and stub.read_only:
+                    stub.calls.append(("forbidden", None))
+                    return self._reply(403, {"message": "Resource not accessible by integration"})
+                if method == "GET" and parts.path == "/user":
+                    if stub.login.endswith("[bot]"):
+                        return self._reply(403, {"message": "Resource not accessible by "
+                                                            "integration"})
+                    return self._reply(200, {"login": stub.login})
                 listed, one = LIST.match(parts.path), ONE.match(parts.path)
                 if listed and listed[1] == stub.repository and int(listed[2]) == stub.number:
                     if method == "GET":
@@ -81,7 +94,7 @@ class GitHubStub:
                         stub.calls.append(("list", page))
                         return self._reply(200, items, link)
                     if method == "POST":
-                        comment = stub.add(payload["body"])
+                        comment = stub.add(payload["body"], login=stub.login)
                         stub.calls.append(("create", comment["id"]))
                         return self._reply(201, comment)
                 if one and one[1] == stub.repository:

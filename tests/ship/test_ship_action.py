@@ -175,7 +175,8 @@ def test_the_poster_splits_parts_takes_over_old_comments_and_deletes_stale_ones(
         tmp_path: Path) -> None:
     with GitHubStub(TOKEN, "acme/platform-config", 7) as stub:
         other = stub.add("LGTM")
-        legacy = stub.add("<!-- reconciler-plan -->\nthe single comment of the old workflow")
+        legacy = stub.add("<!-- reconciler-plan -->\nthe single comment of the old workflow",
+                          login=stub.login)
         big = parts_of(3, size=60_000)
         done = poster(markdown_text(big) + "\n", stub, tmp_path)
         assert done.returncode == 0, done.stderr
@@ -196,6 +197,60 @@ def test_the_poster_splits_parts_takes_over_old_comments_and_deletes_stale_ones(
         stub.calls.clear()
         assert poster(markdown_text(parts_of(1)) + "\n", stub, tmp_path).returncode == 0
         assert [c for c in stub.calls if c[0] != "list"] == [], "an unchanged plan is not posted"
+
+
+def test_the_poster_never_takes_over_someone_elses_comment_with_the_marker(
+        tmp_path: Path) -> None:
+    """Anyone may comment `<!-- reconciler: part 1 of 1 -->`: taking that comment over
+    would show the plan under their name, in a comment they can edit afterwards."""
+    with GitHubStub(TOKEN, "acme/platform-config", 7) as stub:
+        fake = stub.add(PART_MARKER.format(number=1, total=1) + "\nNo changes. LGTM")
+        extra = stub.add(PART_MARKER.format(number=2, total=2) + "\nmore", login="mallory")
+        done = poster(markdown_text(parts_of(1)) + "\n", stub, tmp_path)
+        assert done.returncode == 0, done.stderr
+        [ours] = [c for c in stub.comments if c["user"]["login"] == stub.login]
+        assert ours["body"].startswith(PART_MARKER.format(number=1, total=1) + "\n")
+        assert [c for c in stub.calls if c[0] != "list"] == [("create", ours["id"])]
+        assert fake in stub.comments and extra in stub.comments
+        assert fake["body"].endswith("LGTM")
+
+
+def test_a_personal_tokens_own_comments_are_found_by_its_login(tmp_path: Path) -> None:
+    """With a personal token the comments are that user's: found through GET /user, so
+    the next push updates them instead of adding another; the bot's are not taken."""
+    with GitHubStub(TOKEN, "acme/platform-config", 7, login="platform-ci") as stub:
+        bots = stub.add(PART_MARKER.format(number=1, total=1) + "\nold", "github-actions[bot]")
+        assert poster(markdown_text(parts_of(1)) + "\n", stub, tmp_path).returncode == 0
+        [ours] = [c for c in stub.comments if c["user"]["login"] == "platform-ci"]
+        assert poster(markdown_text(parts_of(2)) + "\n", stub, tmp_path).returncode == 0
+        mine = [c for c in stub.comments if c["user"]["login"] == "platform-ci"]
+        assert mine[0] is ours and len(mine) == 2 and bots in stub.comments
+        assert ours["body"].startswith(PART_MARKER.format(number=1, total=2))
+
+
+def test_a_read_only_token_is_a_warning_and_the_plan_stays_in_the_summary(
+        wheel: Path, tmp_path: Path) -> None:
+    """A pull request from a fork gets a read-only token: the job does not fail for it."""
+    import shutil
+
+    repo = tmp_path / "platform-config"
+    shutil.copytree(ROOT / "config-examples", repo / "platform")
+    git(repo, "init", "-q", "-b", "main")
+    base = commit(repo, "the platform")
+    set_replicas(repo, 2)
+    commit(repo, "erin keeps two replicas")
+    temp = tmp_path / "runner-temp"
+    (temp / "home").mkdir(parents=True)
+    inputs = {"install": str(wheel), "path": "platform", "github-token": TOKEN}
+    github = {"repository": "acme/platform-config", "token": TOKEN,
+              "event": {"pull_request": {"number": 7, "base": {"sha": base}}}}
+    with GitHubStub(TOKEN, "acme/platform-config", 7, read_only=True) as stub:
+        run = run_action(repo, temp, fresh_venv(tmp_path / "venv"), stub.url, inputs, github)
+    assert run.failed is None, run.log
+    assert run.outputs["plan"]["exit-code"] == "2"
+    assert "::warning::cannot post the plan as comments" in run.log
+    assert "Traceback" not in run.log and ("forbidden", None) in stub.calls
+    assert "erin" in (temp / "summary.md").read_text()
 
 
 def test_the_poster_fails_clearly_on_a_bad_token(tmp_path: Path) -> None:

@@ -92,7 +92,12 @@ def test_the_scaffold_has_modelines_the_workflow_and_schemas(tmp_path: Path) -> 
     examples = (ROOT / "config-examples" / ".github" / "workflows" / "plan.yml").read_text()
     assert (repo / ".github" / "workflows" / "plan.yml").read_text() == examples
     uses = [s.get("uses", "") for s in workflow["jobs"]["plan"]["steps"]]
+    [checkout] = [s for s in workflow["jobs"]["plan"]["steps"]
+                  if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["persist-credentials"] is False  # the job runs on PR content
     assert any(u.endswith("/reconciler@v" + _version()) for u in uses)
+    hooks = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())
+    assert [r["rev"] for r in hooks["repos"]] == ["v" + _version()], "pin this release"
     text = "".join(p.read_text() for p in repo.rglob("*") if p.is_file())
     assert not re.search(r"\{\{[A-Z]+\}\}", text), "a template placeholder was left"
 

@@ -156,3 +156,59 @@ def _status(url: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+@pytest.mark.parametrize(("python", "admitted"), [("3.11.2", False), ("3.11.4", True)])
+def test_pip_admits_only_a_python_whose_tarfile_has_the_filters_diff_uses(
+        wheel: Path, tmp_path: Path, python: str, admitted: bool) -> None:
+    """`diff` unpacks `git archive` with tarfile's extraction filters (3.11.4+): on
+    Debian 12's python3.11 (3.11.2) it died with a TypeError traceback; pip now refuses
+    to install there instead."""
+    import os
+
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps",
+                           "--only-binary=:all:", "--python-version", python, "--target",
+                           str(tmp_path / "target"), str(wheel)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    if admitted:
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        assert done.returncode != 0 and "requires a different Python" in done.stderr, (
+            done.stdout + done.stderr)
+
+
+def test_the_sdist_rebuilds_the_same_wheel(wheel: Path, tmp_path: Path) -> None:
+    """The source distribution (PEP 517 build_sdist, as `python -m build` runs it, from a
+    copy of the files Git tracks) holds what a rebuild needs: the schemas at the top, the
+    init and dashboard templates, README."""
+    import tarfile
+
+    src = tmp_path / "src"
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], check=True,
+                             capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_NO_INDEX": "1"}
+    done = run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                f"print(build_meta.build_sdist({str(tmp_path / 'dist')!r}))"],
+               env=env, cwd=src, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sdist = tmp_path / "dist" / done.stdout.split()[-1]
+    assert sdist.name == f"reconciler-{reconciler.__version__}.tar.gz"
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert {"README.md", "pyproject.toml", "setup.py", "schemas/common.json"} <= names
+    rebuilt = tmp_path / "rebuilt"
+    done = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                "--wheel-dir", str(rebuilt),
+                str(tmp_path / "unpacked" / sdist.name.removesuffix(".tar.gz"))],
+               env=env, cwd=tmp_path, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [again] = rebuilt.glob("reconciler-*.whl")
+    files = {n for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in n}
+    assert files and {n for n in zipfile.ZipFile(again).namelist()
+                      if ".dist-info/" not in n} == files
