@@ -62,9 +62,11 @@ USER 10001:10001
 WORKDIR /home/reconciler
 EXPOSE 8080
 
-# /healthz of `reconciler daemon --listen 0.0.0.0:8080` (no curl in the image: python).
+# /healthz of `reconciler daemon --listen 0.0.0.0:8080`, or of `reconciler worker` in an
+# algorithm image: the port of RECONCILER_LISTEN, or all of RECONCILER_HEALTHCHECK_URL
+# (reconciler/healthcheck.py; no curl in the image).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-m", "reconciler.healthcheck"]
 
 ENTRYPOINT ["reconciler"]
 CMD ["--help"]

@@ -117,7 +117,8 @@ def test_validate_plan_apply_status_invoke_from_an_unrelated_directory(
 def test_the_installed_worker_serves_as_an_engine_container_would(
         installed: Installed, tmp_path: Path) -> None:
     """`reconciler worker`, the command of engine containers built FROM the image, with
-    code and data where an algorithm image puts them (here: copies, as /code and /data)."""
+    code and data where an algorithm image puts them (here: copies, as /code and /data);
+    the image's HEALTHCHECK command finds it on the port of RECONCILER_LISTEN."""
     code, data = tmp_path / "code", tmp_path / "data"
     shutil.copytree(ROOT / "config-examples" / "src", code)
     shutil.copytree(ROOT / "config-examples" / "data", data)
@@ -131,12 +132,18 @@ def test_the_installed_worker_serves_as_an_engine_container_would(
            "RECONCILER_POOL_ID": "alice.acme.sentiment.0123456789ab",
            "RECONCILER_CODE_ROOT": str(code), "RECONCILER_DATA_ROOT": str(data),
            "RECONCILER_LISTEN": f"127.0.0.1:{port}"}
+    assert _healthcheck(env).returncode == 1, "nothing listens yet: unhealthy"
     worker = subprocess.Popen([str(installed.venv.bin / "reconciler"), "worker"], env=env,
                               cwd=installed.home, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: _status(f"http://127.0.0.1:{port}/healthz") == 200, timeout=30,
                  message="the worker's /healthz")
+        checked = _healthcheck(env)
+        assert (checked.returncode, checked.stderr) == (0, "")
+        unset = _healthcheck({**env, "RECONCILER_LISTEN": "", "RECONCILER_HEALTHCHECK_URL":
+                              f"http://127.0.0.1:{port}/nowhere"})
+        assert unset.returncode == 1 and "answered 404" in unset.stderr
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invoke", method="POST",
                                          data=json.dumps({"text": "I love this"}).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -146,6 +153,14 @@ def test_the_installed_worker_serves_as_an_engine_container_would(
         worker.terminate()
         _, err = worker.communicate(timeout=15)
     assert worker.returncode is not None and "Traceback" not in err, err
+
+
+def _healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The runtime stage's HEALTHCHECK command (exec form), as Docker runs it in the image."""
+    [command] = [args for word, args in stages()[1] if word == "HEALTHCHECK"]
+    argv = json.loads(command.partition(" CMD ")[2])
+    return subprocess.run(argv, env=env, cwd=env["HOME"], capture_output=True, text=True,
+                          timeout=30)
 
 
 def _status(url: str) -> int:
@@ -212,3 +227,14 @@ def test_the_sdist_rebuilds_the_same_wheel(wheel: Path, tmp_path: Path) -> None:
     files = {n for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in n}
     assert files and {n for n in zipfile.ZipFile(again).namelist()
                       if ".dist-info/" not in n} == files
+
+
+def test_the_build_backend_is_pinned_to_the_setuptools_the_tests_build_with() -> None:
+    """The image's `pip wheel` builds with build-system.requires; this suite builds with
+    the test extra's setuptools (--no-build-isolation). One pin, so both build the same."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [backend] = project["build-system"]["requires"]
+    assert backend.startswith("setuptools==")
+    assert backend in project["project"]["optional-dependencies"]["test"]
