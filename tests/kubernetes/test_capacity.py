@@ -56,6 +56,48 @@ def test_taints_and_selectors_are_judged_by_the_pools_of_each_class() -> None:
     assert k8s_nodes.nodes([node(cpu, [soft])], [], tolerant)
 
 
+def test_when_no_gpu_node_can_take_a_gpu_pool_the_reasons_are_named() -> None:
+    def node(name: str, labels: dict[str, str], **spec: object) -> dict:
+        return {"metadata": {"name": name, "labels": labels}, "spec": spec,
+                "status": {"allocatable": {"cpu": "8", "memory": "8Gi", "pods": "10",
+                                           m.GPU: "1"}}}
+
+    items = [node("a", {"accelerator": "nvidai"}), node("b", {}),
+             node("c", {"accelerator": "nvidia"}, unschedulable=True),
+             node("d", {"accelerator": "nvidia"},
+                  taints=[{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]),
+             {"metadata": {"name": "cpu"}, "status": {"allocatable": {"cpu": "8"}}}]
+    kept = k8s_nodes.nodes(items, [], GPU_SETTINGS)
+    assert [n.name for n in kept] == ["cpu"]
+    why = k8s_nodes.unusable_gpu_nodes(items, kept, GPU_SETTINGS, shown=4)
+    assert why == (f"none of the 4 nodes with {m.GPU} can take a gpu pool: "
+                   "a misses gpuNodeSelector accelerator=nvidia (it has accelerator=nvidai); "
+                   "b misses gpuNodeSelector accelerator=nvidia; c is cordoned; d has the "
+                   "taint dedicated=ml:NoSchedule, which gpuTolerations do not tolerate")
+    assert "; and 1 more" in str(k8s_nodes.unusable_gpu_nodes(items, kept, GPU_SETTINGS))
+    usable = k8s_nodes.nodes([node("e", {"accelerator": "nvidia"})], [], GPU_SETTINGS)
+    assert k8s_nodes.unusable_gpu_nodes(items, usable, GPU_SETTINGS) is None
+    assert k8s_nodes.unusable_gpu_nodes(items[-1:], kept, GPU_SETTINGS) is None  # no gpus
+
+
+def test_a_mistyped_gpu_node_selector_is_named_once_on_the_real_cluster(
+        kubeconfig: Path, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Every GPU node of the shared API server misses the selector: the plan's "there are no
+    gpu nodes" comes with a warning that says why, once per runtime's cluster and instance."""
+    typo = Settings(kubernetes=KubernetesSettings(
+        namespace_prefix=prefix, gpu_node_selector={"accelerator": "nvidai"}))
+    for _ in range(2):
+        runtime = KubernetesRuntime(typo, kubeconfig=kubeconfig)
+        try:
+            assert not any(n.gpu for n in runtime.nodes())
+        finally:
+            runtime.close()
+    said = [r.getMessage() for r in caplog.records if "can take a gpu pool" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "gpu-node-1 misses gpuNodeSelector accelerator=nvidai (it has accelerator=nvidia)" \
+        in said[0]
+
+
 @pytest.fixture
 def own_nodes(api: Api, request: pytest.FixtureRequest) -> Iterator[list[str]]:
     names: list[str] = []

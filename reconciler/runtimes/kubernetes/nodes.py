@@ -15,7 +15,9 @@ pools tolerate:
   daemons, another instance's engines. The reconciler's own pods are not
   subtracted: placement counts every desired replica itself. A gpu node
   whose GPUs are all taken is left out (it stays a gpu node, full).
-Every allocatable value is a Kubernetes quantity (`pods: 1k` is 1000).
+Every allocatable value is a Kubernetes quantity (`pods: 1k` is 1000). When
+the cluster has gpu nodes and none is left, unusable_gpu_nodes() says why (a
+mistyped gpuNodeSelector reads as "there are no gpu nodes" in placement).
 """
 
 from __future__ import annotations
@@ -67,15 +69,49 @@ def gpu_tolerations(settings: KubernetesSettings) -> list[Mapping[str, Any]]:
 
 def fits_class(node: Obj, gpu: bool, settings: KubernetesSettings) -> bool:
     """Would the pools of the node's class (gpu or cpu) be scheduled there?"""
+    return misfit(node, gpu, settings) is None
+
+
+def misfit(node: Obj, gpu: bool, settings: KubernetesSettings) -> str | None:
+    """Why the pools of the node's class would not be scheduled there (None: they would)."""
     tolerations = gpu_tolerations(settings) if gpu else []
     for taint in (node.get("spec") or {}).get("taints") or ():
         if taint.get("effect") in HARD_EFFECTS and \
                 not any(m.tolerates(t, taint) for t in tolerations):
-            return False
+            value = f"={taint['value']}" if taint.get("value") else ""
+            return (f"has the taint {taint.get('key')}{value}:{taint.get('effect')}, which "
+                    + ("gpuTolerations do not tolerate" if gpu else "cpu pools do not tolerate"))
     if gpu:
         labels = (node.get("metadata") or {}).get("labels") or {}
-        return all(labels.get(k) == v for k, v in settings.gpu_node_selector.items())
-    return True
+        for key, value in settings.gpu_node_selector.items():
+            if labels.get(key) != value:
+                has = f" (it has {key}={labels[key]})" if key in labels else ""
+                return f"misses gpuNodeSelector {key}={value}{has}"
+    return None
+
+
+def unusable_gpu_nodes(items: Iterable[Obj], kept: Iterable[Node],
+                       settings: KubernetesSettings, shown: int = 3) -> str | None:
+    """When the cluster has gpu nodes but none of them can take a gpu pool, why not (a
+    mistyped gpuNodeSelector would otherwise read only "there are no gpu nodes")."""
+    if any(n.gpu for n in kept):
+        return None
+    reasons = []
+    for item in items:
+        if _amount(((item.get("status") or {}).get("allocatable") or {}).get(m.GPU)) <= 0:
+            continue
+        name = (item.get("metadata") or {}).get("name", "")
+        if (item.get("spec") or {}).get("unschedulable"):
+            reasons.append(f"{name} is cordoned")
+        elif not schedulable(item):
+            reasons.append(f"{name} is not Ready")
+        else:
+            reasons.append(f"{name} {misfit(item, True, settings) or 'has every GPU taken'}")
+    if not reasons:
+        return None
+    more = f"; and {len(reasons) - shown} more" if len(reasons) > shown else ""
+    return (f"none of the {len(reasons)} nodes with {m.GPU} can take a gpu pool: "
+            f"{'; '.join(sorted(reasons)[:shown])}{more}")
 
 
 def pod_requests(pod: Obj) -> tuple[int, int, int]:

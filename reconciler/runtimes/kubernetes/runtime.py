@@ -51,6 +51,9 @@ from reconciler.runtimes.kubernetes.writes import Writer
 from reconciler.states import LiveState, Node, Quota, Tenant, WarmPool
 
 log = logging.getLogger("reconciler.runtimes.kubernetes")
+# Per (API server, instance): the last "no gpu node can take a gpu pool" logged, so that a
+# daemon, which makes a runtime per pass, says it once while it lasts.
+_UNUSABLE_GPU: dict[tuple[str, str], str | None] = {}
 POLL_INTERVAL = 0.25  # seconds between readiness checks in wait_ready
 CONCURRENCY = 16  # writes in flight within one ordering stage
 ALREADY_GONE = "already gone: there was nothing to delete"
@@ -179,7 +182,13 @@ class KubernetesRuntime:
             found = (self.api.list("/api/v1/nodes").items,
                      self.api.list("/api/v1/pods", fields=k8s_nodes.FOREIGN_POD_FIELDS,
                                    labels=k8s_nodes.foreign_pod_labels(self.settings)).items)
-        return k8s_nodes.nodes(found[0], found[1], self.settings)
+        result = k8s_nodes.nodes(found[0], found[1], self.settings)
+        why = k8s_nodes.unusable_gpu_nodes(found[0], result, self.settings)
+        key = (self.api.host, m.instance_label(self.settings))
+        if why is not None and why != _UNUSABLE_GPU.get(key):  # once while it lasts (daemon)
+            log.warning("%s", why)
+        _UNUSABLE_GPU[key] = why
+        return result
 
     # --- writes ---------------------------------------------------------------------------
 
