@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 from deploykit import by_kind, manifests, object_path, strict_openapi_schemas
 from jsonschema import Draft4Validator
-from kubernetes import client, config
 
 KUBE_TESTS = Path(__file__).resolve().parents[1] / "kubernetes"
 sys.path.insert(0, str(KUBE_TESTS))
 
 from envtest import Envtest, EnvtestError, find_assets  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
 from kubekit import ENV, make_node, write_config  # noqa: E402
 
 from reconciler.runtimes.kubernetes.client import (  # noqa: E402
@@ -248,20 +248,6 @@ def test_every_manifest_is_valid_for_the_servers_own_schema(cluster: Cluster) ->
     assert any("runAsNonroot" in e.message for e in Draft4Validator(schema).iter_errors(broken))
 
 
-class RecordingApiClient(client.ApiClient):  # type: ignore[misc]
-    """Records each request's Accept header; otherwise the stock client."""
-
-    def __init__(self, configuration: Any) -> None:
-        super().__init__(configuration)
-        self.accepts: dict[str, str] = {}
-
-    def call_api(self, method: str, url: str, header_params: Any = None, *args: Any,
-                 **kwargs: Any) -> Any:
-        path = url.removeprefix(self.configuration.host).split("?", 1)[0]
-        self.accepts[path] = (header_params or {}).get("Accept", "")
-        return super().call_api(method, url, header_params, *args, **kwargs)
-
-
 def test_the_check_before_a_namespace_delete_reads_metadata_only(cluster: Cluster) -> None:
     """The one list of Secrets the role allows asks for PartialObjectMetadata: their data
     never leaves the API server (1.20 serves it; the test above shows the answer)."""
@@ -270,14 +256,17 @@ def test_the_check_before_a_namespace_delete_reads_metadata_only(cluster: Cluste
     cluster.admin.request("POST", "/api/v1/namespaces/rbac-foreign/secrets", body={
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "theirs"},
         "stringData": {"key": "value"}})
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(cluster.kubeconfig),
-                            client_configuration=configuration, persist_config=False)
-    recording = RecordingApiClient(configuration)
-    runtime = KubernetesRuntime(api_client=recording)
+    # the Accept headers as they go over the wire: through the test proxy, with the token
+    token = json.loads(cluster.kubeconfig.read_text())["users"][0]["user"]["token"]
+    proxy = FaultProxy(cluster.server.host).start()
     try:
-        assert "Secret/theirs" in runtime.foreign_objects("rbac-foreign")
+        runtime = KubernetesRuntime(kubeconfig=proxy.kubeconfig(cluster.audit.parent, token))
+        try:
+            assert "Secret/theirs" in runtime.foreign_objects("rbac-foreign")
+        finally:
+            runtime.close()
     finally:
-        runtime.close()
-    assert recording.accepts["/api/v1/namespaces/rbac-foreign/secrets"] == METADATA_LIST
-    assert all(accept == METADATA_LIST for accept in recording.accepts.values())
+        proxy.stop()
+    accepts = {seen.path: seen.accept for seen in proxy.seen}
+    assert accepts["/api/v1/namespaces/rbac-foreign/secrets"] == METADATA_LIST
+    assert all(accept == METADATA_LIST for accept in accepts.values()), accepts

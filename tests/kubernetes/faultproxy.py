@@ -46,6 +46,7 @@ class Seen:
     path: str
     outcome: int | str  # the upstream status, or the fault injected
     query: str = ""
+    accept: str = ""  # the request's Accept header
 
 
 @dataclass
@@ -68,13 +69,14 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 path, query = urlsplit(self.path).path, urlsplit(self.path).query
+                accept = self.headers.get("Accept") or ""
                 fault = proxy.fault_for(self.command, path, query)
                 if isinstance(fault, float):  # slow: answer late (the client gave up)
-                    proxy.record(self.command, path, "slow", query)
+                    proxy.record(self.command, path, "slow", query, accept)
                     time.sleep(fault)
                     fault = None
                 elif fault == "reset":
-                    proxy.record(self.command, path, "reset", query)
+                    proxy.record(self.command, path, "reset", query, accept)
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                                struct.pack("ii", 1, 0))
                     self.connection.close()
@@ -82,7 +84,7 @@ class FaultProxy:
                     return
                 if fault is not None:
                     status, retry_after = fault
-                    proxy.record(self.command, path, status, query)
+                    proxy.record(self.command, path, status, query, accept)
                     payload = json.dumps({"kind": "Status", "apiVersion": "v1",
                                           "status": "Failure", "code": status,
                                           "message": "injected by the test proxy"}).encode()
@@ -96,7 +98,7 @@ class FaultProxy:
                     return
                 status, headers, data = proxy.forward(self.command, self.path,
                                                       dict(self.headers), body)
-                proxy.record(self.command, path, status, query)
+                proxy.record(self.command, path, status, query, accept)
                 if not self.wfile or self.wfile.closed:
                     return
                 self.send_response(status)
@@ -142,9 +144,10 @@ class FaultProxy:
                                                                    rule.retry_after)
         return None
 
-    def record(self, method: str, path: str, outcome: int | str, query: str = "") -> None:
+    def record(self, method: str, path: str, outcome: int | str, query: str = "",
+               accept: str = "") -> None:
         with self._lock:
-            self.seen.append(Seen(method, path, outcome, query))
+            self.seen.append(Seen(method, path, outcome, query, accept))
 
     def forward(self, method: str, target: str, headers: dict[str, str],
                 body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
