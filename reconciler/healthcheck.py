@@ -5,7 +5,8 @@ images built FROM it, `reconciler worker` (bound to RECONCILER_LISTEN). The URL
 asked is, first found:
 - RECONCILER_HEALTHCHECK_URL, whole (a daemon on another port or path);
 - http://127.0.0.1:PORT/healthz with the port of RECONCILER_LISTEN;
-- http://127.0.0.1:8080/healthz, the port both default to in the image.
+- http://127.0.0.1:PORT/healthz with the port of the worker's default
+  RECONCILER_LISTEN (8080, which the daemon listens on in the image too).
 Standard library only, one request with a 4 s timeout; any failure (refused,
 timed out, not 200) exits 1 with one line on stderr, as Docker records it.
 """
@@ -18,9 +19,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 
+from reconciler.runtimes.local.worker import ENVIRONMENT
+
 URL_ENV = "RECONCILER_HEALTHCHECK_URL"
 LISTEN_ENV = "RECONCILER_LISTEN"
-DEFAULT_PORT = "8080"
 TIMEOUT = 4.0  # seconds: under the Dockerfile's --timeout=5s
 
 
@@ -29,7 +31,9 @@ def url(env: Mapping[str, str]) -> str:
     if env.get(URL_ENV):
         return env[URL_ENV]
     port = env.get(LISTEN_ENV, "").rpartition(":")[2].strip()
-    return f"http://127.0.0.1:{port if port.isdigit() else DEFAULT_PORT}/healthz"
+    if not port.isdigit():  # unset or garbled: the worker's default
+        port = str(ENVIRONMENT[LISTEN_ENV][1]).rpartition(":")[2]
+    return f"http://127.0.0.1:{port}/healthz"
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -44,13 +44,19 @@ def foreign_pod_labels(settings: KubernetesSettings) -> str:
     return f"{m.INSTANCE_LABEL}!={m.instance_label(settings)}"
 
 
-def schedulable(node: Obj) -> bool:
-    """Not cordoned, and Ready unless it reports no conditions at all."""
+def unschedulable(node: Obj) -> str | None:
+    """Why no pool goes to the node: cordoned, or Ready other than True (a node that
+    reports no conditions at all counts as Ready). None: pools may go there."""
     if (node.get("spec") or {}).get("unschedulable"):
-        return False
+        return "is cordoned"
     conditions = (node.get("status") or {}).get("conditions") or ()
     ready = [c for c in conditions if c.get("type") == "Ready"]
-    return not ready or ready[0].get("status") == "True"
+    return "is not Ready" if ready and ready[0].get("status") != "True" else None
+
+
+def has_gpus(node: Obj) -> bool:
+    """A gpu node: allocatable nvidia.com/gpu (its pools are the gpu pools)."""
+    return _amount(((node.get("status") or {}).get("allocatable") or {}).get(m.GPU)) > 0
 
 
 def _amount(value: Any, convert: Any = None) -> int:
@@ -67,13 +73,12 @@ def gpu_tolerations(settings: KubernetesSettings) -> list[Mapping[str, Any]]:
     return [*settings.gpu_tolerations, m.GPU_TOLERATION]
 
 
-def fits_class(node: Obj, gpu: bool, settings: KubernetesSettings) -> bool:
-    """Would the pools of the node's class (gpu or cpu) be scheduled there?"""
-    return misfit(node, gpu, settings) is None
-
-
 def misfit(node: Obj, gpu: bool, settings: KubernetesSettings) -> str | None:
-    """Why the pools of the node's class would not be scheduled there (None: they would)."""
+    """Why the pools of the node's class (gpu or cpu) would not be scheduled there (None:
+    they would)."""
+    why = unschedulable(node)
+    if why is not None:
+        return why
     tolerations = gpu_tolerations(settings) if gpu else []
     for taint in (node.get("spec") or {}).get("taints") or ():
         if taint.get("effect") in HARD_EFFECTS and \
@@ -96,17 +101,9 @@ def unusable_gpu_nodes(items: Iterable[Obj], kept: Iterable[Node],
     mistyped gpuNodeSelector would otherwise read only "there are no gpu nodes")."""
     if any(n.gpu for n in kept):
         return None
-    reasons = []
-    for item in items:
-        if _amount(((item.get("status") or {}).get("allocatable") or {}).get(m.GPU)) <= 0:
-            continue
-        name = (item.get("metadata") or {}).get("name", "")
-        if (item.get("spec") or {}).get("unschedulable"):
-            reasons.append(f"{name} is cordoned")
-        elif not schedulable(item):
-            reasons.append(f"{name} is not Ready")
-        else:
-            reasons.append(f"{name} {misfit(item, True, settings) or 'has every GPU taken'}")
+    reasons = [f"{(item.get('metadata') or {}).get('name', '')} "
+               f"{misfit(item, True, settings) or 'has every GPU taken'}"
+               for item in items if has_gpus(item)]
     if not reasons:
         return None
     more = f"; and {len(reasons) - shown} more" if len(reasons) > shown else ""
@@ -176,9 +173,8 @@ def nodes(items: Iterable[Obj], pods: Iterable[Obj], settings: KubernetesSetting
     used = used_by_others(pods, settings)
     result = []
     for item in items:
-        allocatable = (item.get("status") or {}).get("allocatable") or {}
-        gpu = _amount(allocatable.get(m.GPU)) > 0
-        if schedulable(item) and fits_class(item, gpu, settings):
+        gpu = has_gpus(item)
+        if misfit(item, gpu, settings) is None:
             name = (item.get("metadata") or {}).get("name", "")
             node = to_node(item, used.get(name))
             if gpu and node.gpu == 0:
